@@ -1,0 +1,56 @@
+# SPDX-License-Identifier: MIT
+"""The `vfio-harness` front end: real output, and one-line errors for user mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.commands import mdev as mdev_commands
+from harness.mdev import MdevSysfs
+from harness.mdev.fake import FakeMdevTree, FakeParentSpec, FakeTypeSpec
+
+
+@pytest.fixture
+def fake_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeMdevTree:
+    parent = FakeParentSpec(types=(FakeTypeSpec("1", "Single port", "one port"),), capacity=2)
+    tree = FakeMdevTree(tmp_path, (parent,))
+    monkeypatch.setattr(mdev_commands, "MdevSysfs", lambda root: tree.sysfs())
+    return tree
+
+
+def test_mdev_create_list_remove_round_trip(
+    fake_host: FakeMdevTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
+    assert cli.main(["mdev", "create", "mtty-1", "--uuid", uuid]) == 0
+    assert capsys.readouterr().out.strip() == uuid
+
+    assert cli.main(["mdev", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "mtty-1: Single port [vfio-pci] available=1" in listing
+    assert f"{uuid} group=0 cdev=" in listing
+
+    assert cli.main(["mdev", "remove", uuid]) == 0
+    assert not MdevSysfs(fake_host.root, fake_host.io).device_uuids()
+
+
+def test_kernel_errors_are_one_line_not_a_traceback(
+    fake_host: FakeMdevTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["mdev", "create", "mtty-1", "--uuid", "not-a-uuid"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vfio-harness: error:") and "EINVAL" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_kernel_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--kernel", "bookworm,nosuch"]) == 2
+    assert "unknown kernel nosuch" in capsys.readouterr().err
+
+
+def test_check_headers_on_the_host_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["uapi", "check-headers", "--name", "host"]) == 0
+    assert "0 mismatches" in capsys.readouterr().out
