@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -35,6 +37,12 @@ def test_missing_vm_fails_when_vms_are_required(
     result.stdout.fnmatch_lines(["*qemu-system-x86_64 not found*HARNESS_REQUIRE_VM=1*"])
 
 
+def _plugin_args() -> list[str]:
+    """Installed, pytest loads the plugin through its entry point; from a source tree, by -p."""
+    installed = any(ep.value == "harness.plugin" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "harness.plugin"]
+
+
 def test_require_vm_option_is_registered(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("-p", "harness.plugin", "--help")
+    result = pytester.runpytest(*_plugin_args(), "--help")
     result.stdout.fnmatch_lines(["*--require-vm*"])
