@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-from types import TracebackType
-from typing import Self
+
+from harness.closing import Closing
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -15,7 +15,7 @@ def page_align_up(value: int, page_size: int = PAGE_SIZE) -> int:
     return (value + page_size - 1) & ~(page_size - 1)
 
 
-class DmaBuffer:
+class DmaBuffer(Closing):
     """Anonymous, page-aligned, zero-filled memory with a stable virtual address.
 
     `vaddr` is what MAP_DMA / IOAS_MAP take. The memory stays mapped until close(), so the
@@ -70,14 +70,3 @@ class DmaBuffer:
         if self._map is not None:
             self._map.close()
             self._map = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import os
-from types import TracebackType
-from typing import Self
 
+from harness.closing import Closing
 from harness.uapi.errors import VfioError
 from harness.uapi.syscall import IoctlArg, close_quietly, ioctl
 
@@ -19,7 +18,7 @@ def open_node(path: str, operation: str, flags: int = os.O_RDWR) -> int:
         raise VfioError(f"{operation}: open({path})", exc.errno or 0) from None
 
 
-class FdObject:
+class FdObject(Closing):
     """Owns one fd; closes it exactly once (context manager, explicit close, or GC)."""
 
     def __init__(self, fd: int) -> None:
@@ -46,17 +45,6 @@ class FdObject:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             close_quietly(fd)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         self.close()

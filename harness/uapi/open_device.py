@@ -12,9 +12,8 @@ import abc
 import contextlib
 import enum
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
+from harness.closing import Closing
 from harness.uapi.container import DEFAULT_CONTAINER_PATH, Container
 from harness.uapi.device import Device
 from harness.uapi.dma import DmaBuffer
@@ -95,7 +94,7 @@ class IommufdMapper(DmaMapper):
         return self.iommufd.ioas_unmap(self.ioas_id, 0, ALL_IOVA)
 
 
-class OpenDevice:
+class OpenDevice(Closing):
     """A device together with what keeps it usable; closes all of it in the right order."""
 
     def __init__(self, device: Device, dma: DmaMapper, closers: list[Callable[[], None]]) -> None:
@@ -113,17 +112,6 @@ class OpenDevice:
         for close in closers:
             with contextlib.suppress(OSError):
                 close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_type1(
