@@ -14,8 +14,27 @@ from collections.abc import Iterable
 
 # What each profile needs beyond a stock Debian system (which always has apt and dpkg-deb).
 PROFILES: dict[str, tuple[str, ...]] = {
-    # The UAPI layout test compiles a C program against kernel headers.
-    "unit": ("gcc", "libc6-dev"),
+    # The UAPI layout test compiles a C program against kernel headers; the SSH tests run
+    # OpenSSH's sshd and dropbear on 127.0.0.1 (openssh-server brings ssh-keygen, sftp-server);
+    # the QMP and overlay tests run a guest-less QEMU and qemu-img.
+    "unit": (
+        "gcc",
+        "libc6-dev",
+        "openssh-server",
+        "dropbear-bin",
+        "qemu-system-x86",
+        "qemu-utils",
+    ),
+    # Guest images (harness/vm): bootstrap, disk, kernel/module decompression, overlays, QEMU.
+    "vm": (
+        "mmdebstrap",
+        "e2fsprogs",
+        "zstd",
+        "xz-utils",
+        "qemu-utils",
+        "qemu-system-x86",
+        "debian-archive-keyring",
+    ),
 }
 
 

@@ -1,0 +1,62 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The guest's PID 1 (/sbin/harness-init): no systemd, just what a test VM needs.
+# Kernel command line:
+#   harness.authkey=<base64 of an authorized_keys line>  root's key for SSH (required to log in)
+# Prints HARNESS-READY on the console once the SSH server listens; `poweroff`, `reboot` and
+# `halt` (signals to PID 1) unmount cleanly and power the VM off or reboot it.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+say() { echo "harness-init: $*" >/dev/console; }
+
+stop() {
+    say "$1"
+    [ -f /run/dropbear.pid ] && kill "$(cat /run/dropbear.pid)" 2>/dev/null
+    sync
+    mount -o remount,ro / 2>/dev/null
+    busybox "$1" -f
+}
+trap 'stop poweroff' USR2
+trap 'stop poweroff' USR1
+trap 'stop reboot' TERM
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs -o mode=755 tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /dev/shm
+hostname harness-guest
+
+authkey=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in harness.authkey=*) authkey="${arg#harness.authkey=}" ;; esac
+done
+mkdir -p /root/.ssh
+chmod 700 /root/.ssh
+if [ -n "$authkey" ]; then
+    echo "$authkey" | base64 -d >/root/.ssh/authorized_keys || say "harness.authkey is not base64"
+    chmod 600 /root/.ssh/authorized_keys
+else
+    say "no harness.authkey= on the kernel command line: SSH logins will be refused"
+fi
+
+modprobe -a virtio_net 2>/dev/null
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
+echo "nameserver 10.0.2.3" >/etc/resolv.conf
+
+modprobe -a vfio vfio_iommu_type1 mdev || say "modprobe -a vfio vfio_iommu_type1 mdev failed"
+
+dropbear -s -r /etc/dropbear/harness_host_key -p 22 -P /run/dropbear.pid || say "dropbear failed"
+echo "HARNESS-READY" >/dev/console
+
+while :; do
+    sleep 3600 &
+    wait $!
+done

@@ -1,0 +1,282 @@
+# SPDX-License-Identifier: MIT
+"""Build guest images from recipes into the harness cache, once per recipe content.
+
+An image lives in `<cache>/images/<name>-<hash>/`, where the hash covers the parsed recipe,
+BUILDER_VERSION and the guest init files. Its directory appears by one rename of a complete
+build (manifest.json included), so a directory that exists is a finished image; a warm lookup
+reads one small JSON file. Parallel workers serialise on a per-key fcntl lock, and the loser
+finds the winner's image when it gets the lock. Progress goes to `progress` (stderr by
+default) as one line per phase with its elapsed time.
+
+The content key does not follow the archive: a new kernel upload to the suite reaches the
+image only when the recipe (or BUILDER_VERSION) changes, or with `rebuild=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from harness.cache import cache_dir
+from harness.debian import DebianMirror, debian_mirror
+from harness.vm.initrd import build_initrd
+from harness.vm.kernel_extract import extract_vmlinux
+from harness.vm.manifest import MANIFEST_NAME, ImageManifest, ManifestError, disk_usage
+from harness.vm.recipe import BUILDER_VERSION, Recipe, load_recipe
+from harness.vm.rootfs import (
+    MMDEBSTRAP_TIMEOUT_SECONDS,
+    RootfsError,
+    installed_kernel,
+    make_ext4,
+    mmdebstrap_argv,
+    remove_tree,
+    run_logged,
+)
+
+Progress = Callable[[str], None]
+BuildFunction = Callable[[Recipe, str, DebianMirror, Path, Progress], "ImageManifest"]
+GUEST_INIT_PACKAGE = "harness.vm.guest_init"
+GUEST_INIT_FILES = ("customize.sh", "harness_init.sh", "initrd_init.sh", "power.sh")
+RECIPE_DIR_ENV = "HARNESS_VM_IMAGES"
+
+
+class ImageBuildError(RuntimeError):
+    """Building an image failed; the message says which phase and what to try."""
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """A finished image directory and its manifest."""
+
+    directory: Path
+    manifest: ImageManifest
+
+    @property
+    def rootfs(self) -> Path:
+        return self.directory / self.manifest.rootfs
+
+    @property
+    def vmlinux(self) -> Path:
+        return self.directory / self.manifest.vmlinux
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / self.manifest.initrd
+
+    @property
+    def kernel_config(self) -> Path:
+        return self.directory / self.manifest.kernel_config
+
+    @property
+    def kernel_release(self) -> str:
+        return self.manifest.kernel_release
+
+    @property
+    def host_key(self) -> str:
+        return self.manifest.host_key
+
+
+def stderr_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def guest_init_digest() -> bytes:
+    """Hash of the guest-side files: changing the init changes every image's key."""
+    digest = hashlib.sha256()
+    package = resources.files(GUEST_INIT_PACKAGE)
+    for name in GUEST_INIT_FILES:
+        digest.update(name.encode() + b"\0" + package.joinpath(name).read_bytes() + b"\0")
+    return digest.digest()
+
+
+def image_key(recipe: Recipe) -> str:
+    return recipe.cache_key(guest_init_digest())
+
+
+def images_root() -> Path:
+    return cache_dir("images")
+
+
+def cached_image(recipe: Recipe) -> BuiltImage | None:
+    """The finished image of `recipe` if the cache has it (no lock, no build)."""
+    directory = images_root() / image_key(recipe)
+    if not (directory / MANIFEST_NAME).is_file():
+        return None
+    try:
+        return BuiltImage(directory, ImageManifest.read(directory))
+    except ManifestError:
+        return None
+
+
+def build_image(
+    recipe: Recipe | Path | str,
+    *,
+    mirror: str | None = None,
+    rebuild: bool = False,
+    progress: Progress = stderr_progress,
+) -> BuiltImage:
+    """The image of `recipe` (a Recipe, a recipe file, or a name in vm_images/), built if needed."""
+    recipe = resolve_recipe(recipe)
+    if not rebuild:
+        found = cached_image(recipe)
+        if found is not None:
+            return found
+    key = image_key(recipe)
+    final = images_root() / key
+    with _locked(final):
+        found = cached_image(recipe)
+        if found is not None and not rebuild:
+            progress(f"{recipe.name}: built by another worker: {final}")
+            return found
+        _remove_leftovers(final)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
+        try:
+            manifest = _build(recipe, key, debian_mirror(mirror), scratch, progress)
+            if final.exists():  # rebuild: move the old image aside, then drop it
+                old = final.with_name(f".{key}.old-{time.time_ns()}")
+                final.rename(old)
+                remove_tree(old)
+            scratch.chmod(0o755)  # mkdtemp made it private; the cache is for every user
+            scratch.rename(final)
+            final.with_name(f"{key}.failed.log").unlink(missing_ok=True)
+        finally:
+            if scratch.exists():
+                remove_tree(scratch)
+    return BuiltImage(final, manifest)
+
+
+def recipe_dir() -> Path:
+    """$HARNESS_VM_IMAGES, else vm_images/ of the source checkout, else of the current directory.
+
+    The recipes are not package data: an installed harness (tox's wheel) finds them in the
+    checkout it is run from.
+    """
+    explicit = os.environ.get(RECIPE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path(__file__).resolve().parents[2] / "vm_images", Path.cwd() / "vm_images"):
+        if candidate.is_dir():
+            return candidate
+    raise ImageBuildError(
+        f"no vm_images/ directory next to the harness sources or in {Path.cwd()}: run from the "
+        f"vfio-harness checkout, set {RECIPE_DIR_ENV}, or pass a recipe file"
+    )
+
+
+def resolve_recipe(recipe: Recipe | Path | str) -> Recipe:
+    """A Recipe as is; a path to a .toml file; or a bare name of a recipe in recipe_dir()."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, str) and not recipe.endswith(".toml") and "/" not in recipe:
+        return load_recipe(recipe_dir() / f"{recipe}.toml")
+    return load_recipe(Path(recipe))
+
+
+@contextlib.contextmanager
+def phase(recipe: Recipe, name: str, progress: Progress) -> Iterator[None]:
+    """Report a phase as 'bookworm: mmdebstrap ...' then 'bookworm: mmdebstrap ... 31.2 s'."""
+    progress(f"{recipe.name}: {name} ...")
+    start = time.monotonic()
+    yield
+    progress(f"{recipe.name}: {name} ... {time.monotonic() - start:.1f} s")
+
+
+def _build(
+    recipe: Recipe, key: str, mirror: DebianMirror, scratch: Path, progress: Progress
+) -> ImageManifest:
+    started = time.monotonic()
+    tree = scratch / "tree"
+    work = scratch / "work"
+    guest_files = work / "guest_init"
+    guest_files.mkdir(parents=True)
+    package = resources.files(GUEST_INIT_PACKAGE)
+    for name in GUEST_INIT_FILES:
+        (guest_files / name).write_bytes(package.joinpath(name).read_bytes())
+    log = work / "build.log"
+    try:
+        with phase(recipe, "mmdebstrap", progress):
+            argv = mmdebstrap_argv(recipe, mirror, tree, guest_files / "customize.sh", guest_files)
+            run_logged(
+                argv,
+                log,
+                MMDEBSTRAP_TIMEOUT_SECONDS,
+                f"mmdebstrap of {recipe.name} ({recipe.suite})",
+                f"Check the recipe's packages exist in {recipe.suite} and that {mirror.uri} is "
+                "reachable (or set HARNESS_DEBIAN_MIRROR). mmdebstrap needs root or "
+                "unprivileged user namespaces.",
+            )
+        with phase(recipe, "kernel", progress):
+            kernel = installed_kernel(tree)
+            extract_vmlinux(kernel.vmlinuz, scratch / "vmlinux")
+            shutil.copyfile(kernel.config, scratch / "config")
+        with phase(recipe, "initrd", progress):
+            modules = build_initrd(tree / "bin/busybox", kernel.modules_dir, scratch / "initrd.img")
+        host_key = _host_key(tree)
+        with phase(recipe, "mke2fs", progress):
+            capacity = make_ext4(tree, scratch / "rootfs.img", recipe.disk_headroom_mib, log)
+    except (RootfsError, OSError, RuntimeError) as err:
+        kept = scratch.parent / f"{key}.failed.log"
+        with contextlib.suppress(OSError):
+            shutil.copyfile(log, kept)
+        raise ImageBuildError(
+            f"building image {recipe.name} ({key}) failed: {err}\nFull log: {kept}"
+        ) from err
+    with phase(recipe, "cleanup", progress):
+        remove_tree(work)
+        remove_tree(tree)
+    files = ("rootfs.img", "vmlinux", "initrd.img", "config")
+    manifest = ImageManifest(
+        name=recipe.name,
+        suite=recipe.suite,
+        key=key,
+        builder_version=BUILDER_VERSION,
+        kernel_package=recipe.kernel_package,
+        kernel_release=kernel.release,
+        host_key=host_key,
+        initrd_modules=tuple(modules),
+        sizes={name: disk_usage(scratch / name) for name in files},
+        rootfs_capacity=capacity,
+        build_seconds=round(time.monotonic() - started, 1),
+    )
+    manifest.write(scratch)
+    progress(
+        f"{recipe.name}: built {key} in {manifest.build_seconds:.1f} s, "
+        f"{manifest.image_bytes / (1 << 20):.0f} MiB on disk, kernel {kernel.release}"
+    )
+    return manifest
+
+
+def _host_key(tree: Path) -> str:
+    path = tree / "etc/dropbear/harness_host_key.pub"
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ImageBuildError(f"{path} was not written by the customize hook: {err}") from err
+    fields = key.split()
+    if len(fields) < 2 or fields[0] != "ssh-ed25519":
+        raise ImageBuildError(f"{path} does not hold an ed25519 public key: {key[:80]!r}")
+    return f"{fields[0]} {fields[1]}"  # without dropbearkey's comment (the build host's name)
+
+
+@contextlib.contextmanager
+def _locked(final: Path) -> Iterator[None]:
+    with final.with_name(f".{final.name}.lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Scratch directories of builds that were killed; safe to delete under the lock."""
+    for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
+        for leftover in final.parent.glob(pattern):
+            remove_tree(leftover)

@@ -1,0 +1,235 @@
+# SPDX-License-Identifier: MIT
+"""Guest image recipes: one small TOML file per image under vm_images/, parsed and validated.
+
+A recipe says which Debian suite to bootstrap, which kernel package to install, which packages
+the guest needs, which files dpkg may leave out, and (declared only, built later) the build
+chroot that provides the suite's compiler and kernel headers for out-of-tree modules.
+
+The cache key of a recipe is a hash of its *parsed* content (canonical JSON), the builder's
+version and the guest init files: comments, whitespace and key order in the TOML file do not
+change it; any field value does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Bump when the builder changes what it produces for the same recipe.
+BUILDER_VERSION = 1
+
+# The guest init needs these; a recipe must list them so it says what the image holds.
+REQUIRED_PACKAGES: Mapping[str, str] = {
+    "busybox-static": "the initrd's shell and switch_root, and the guest's poweroff",
+    "kmod": "modprobe/depmod for the VFIO modules",
+    "iproute2": "the guest's static network set-up",
+    "dropbear-bin": 'the SSH server (ssh_server = "dropbear")',
+}
+SSH_SERVERS = ("dropbear",)
+VARIANTS = ("minbase",)
+DEFAULT_HEADROOM_MIB = 512
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_SUITE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+class RecipeError(ValueError):
+    """A recipe file is missing, unreadable or has a bad field; the message names both."""
+
+    def __init__(self, path: Path, field_name: str | None, problem: str) -> None:
+        self.path = path
+        self.field_name = field_name
+        where = f"{path}: field '{field_name}'" if field_name else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class BuildEnvSpec:
+    """The chroot that builds out-of-tree modules for this image's kernel (declared only)."""
+
+    packages: tuple[str, ...]
+    variant: str = "minbase"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    suite: str
+    kernel_package: str
+    packages: tuple[str, ...]
+    build_env: BuildEnvSpec
+    description: str = ""
+    ssh_server: str = "dropbear"
+    variant: str = "minbase"
+    path_exclude: tuple[str, ...] = ()
+    disk_headroom_mib: int = DEFAULT_HEADROOM_MIB
+    source: Path | None = field(default=None, compare=False)
+
+    def content(self) -> dict[str, Any]:
+        """Every field that shapes the image, as plain data (the file's path is not one)."""
+        data = asdict(self)
+        data.pop("source")
+        return data
+
+    def cache_key(self, extra: bytes = b"") -> str:
+        """Stable across formatting; changes with any field, BUILDER_VERSION or `extra`."""
+        canonical = json.dumps(
+            {"builder": BUILDER_VERSION, "recipe": self.content()},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        digest = hashlib.sha256(canonical.encode())
+        digest.update(b"\0")
+        digest.update(extra)
+        return f"{self.name}-{digest.hexdigest()[:20]}"
+
+    def all_packages(self) -> tuple[str, ...]:
+        """What mmdebstrap installs: the kernel package, then the recipe's packages."""
+        return (self.kernel_package, *(p for p in self.packages if p != self.kernel_package))
+
+
+_TOP_FIELDS = {
+    "name",
+    "description",
+    "suite",
+    "kernel_package",
+    "packages",
+    "ssh_server",
+    "variant",
+    "path_exclude",
+    "disk_headroom_mib",
+    "build_env",
+}
+_BUILD_ENV_FIELDS = {"packages", "variant"}
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read and validate one recipe file; RecipeError says which file and field is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RecipeError(path, None, f"cannot read the recipe: {err.strerror}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RecipeError(path, None, f"not valid TOML: {err}") from err
+    return parse_recipe(data, path)
+
+
+def load_recipes(directory: Path) -> dict[str, Recipe]:
+    """Every *.toml recipe in `directory`, by name."""
+    recipes = [load_recipe(p) for p in sorted(directory.glob("*.toml"))]
+    if not recipes:
+        raise RecipeError(directory, None, "no *.toml recipes in this directory")
+    return {r.name: r for r in recipes}
+
+
+def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
+    reader = _Fields(data, path, "")
+    reader.reject_unknown(_TOP_FIELDS)
+    name = reader.text("name", pattern=_NAME)
+    if name != path.stem:
+        raise RecipeError(path, "name", f"is {name!r} but the file is {path.name}: make them match")
+    packages = reader.packages("packages")
+    ssh_server = reader.choice("ssh_server", SSH_SERVERS, default="dropbear")
+    missing = [p for p in REQUIRED_PACKAGES if p not in packages]
+    if missing:
+        why = "; ".join(f"{p}: {REQUIRED_PACKAGES[p]}" for p in missing)
+        raise RecipeError(path, "packages", f"must include {', '.join(missing)} ({why})")
+    headroom = reader.integer("disk_headroom_mib", default=DEFAULT_HEADROOM_MIB, low=0)
+    env_table = reader.table("build_env")
+    env_reader = _Fields(env_table, path, "build_env.")
+    env_reader.reject_unknown(_BUILD_ENV_FIELDS)
+    build_env = BuildEnvSpec(
+        packages=env_reader.packages("packages"),
+        variant=env_reader.choice("variant", VARIANTS, default="minbase"),
+    )
+    return Recipe(
+        name=name,
+        description=reader.text("description", default=""),
+        suite=reader.text("suite", pattern=_SUITE),
+        kernel_package=reader.text("kernel_package", pattern=_PACKAGE),
+        packages=packages,
+        ssh_server=ssh_server,
+        variant=reader.choice("variant", VARIANTS, default="minbase"),
+        path_exclude=reader.strings("path_exclude", default=()),
+        disk_headroom_mib=headroom,
+        build_env=build_env,
+        source=path,
+    )
+
+
+class _Fields:
+    """Typed access to one TOML table, raising RecipeError with the dotted field name."""
+
+    def __init__(self, data: Mapping[str, Any], path: Path, prefix: str) -> None:
+        self.data = data
+        self.path = path
+        self.prefix = prefix
+
+    def _error(self, key: str, problem: str) -> RecipeError:
+        return RecipeError(self.path, self.prefix + key, problem)
+
+    def reject_unknown(self, known: set[str]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self._error(key, f"unknown field; known: {', '.join(sorted(known))}")
+
+    def _get(self, key: str, default: Any) -> Any:
+        if key not in self.data:
+            if default is None:
+                raise self._error(key, "is missing")
+            return default
+        return self.data[key]
+
+    def text(
+        self, key: str, *, pattern: re.Pattern[str] | None = None, default: str | None = None
+    ) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str):
+            raise self._error(key, f"must be a string, not {type(value).__name__}")
+        if pattern is not None and not pattern.match(value):
+            raise self._error(key, f"{value!r} does not match {pattern.pattern}")
+        return value
+
+    def choice(self, key: str, allowed: tuple[str, ...], *, default: str) -> str:
+        value = self.text(key, default=default)
+        if value not in allowed:
+            raise self._error(key, f"{value!r} is not supported; use one of {', '.join(allowed)}")
+        return value
+
+    def integer(self, key: str, *, default: int, low: int) -> int:
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self._error(key, f"must be an integer >= {low}, not {value!r}")
+        return value
+
+    def strings(self, key: str, *, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value = self._get(key, default)
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise self._error(key, "must be a list of strings")
+        return tuple(value)
+
+    def packages(self, key: str) -> tuple[str, ...]:
+        value = self.strings(key)
+        if not value:
+            raise self._error(key, "must list at least one package")
+        for package in value:
+            if not _PACKAGE.match(package):
+                raise self._error(key, f"{package!r} is not a Debian package name")
+        if len(set(value)) != len(value):
+            raise self._error(key, "lists a package twice")
+        return value
+
+    def table(self, key: str) -> Mapping[str, Any]:
+        value = self._get(key, None)
+        if not isinstance(value, dict):
+            raise self._error(key, "must be a table ([build_env])")
+        return value
