@@ -16,6 +16,7 @@ from harness import __version__
 from harness.cli_errors import UserError
 from harness.commands import mdev as mdev_commands
 from harness.commands import uapi as uapi_commands
+from harness.commands import vm as vm_commands
 
 DEFAULT_KERNEL = "bookworm"
 KNOWN_KERNELS = ("bookworm", "trixie", "sid")
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mdev_commands.register(commands)
     uapi_commands.register(commands)
+    vm_commands.register(commands)
     return parser
 
 

@@ -54,3 +54,9 @@ def test_unknown_kernel_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> N
 def test_check_headers_on_the_host_headers(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["uapi", "check-headers", "--name", "host"]) == 0
     assert "0 mismatches" in capsys.readouterr().out
+
+
+def test_unknown_recipe_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["images", "build", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch.toml" in err and "Traceback" not in err
