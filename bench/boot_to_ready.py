@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Boot-to-ready: QEMU start until SSH answers with vfio, vfio_iommu_type1 and mdev loaded.
 
-    python bench/boot_to_ready.py [--kernels bookworm,trixie,sid] [--runs 3] [--parallel 3]
+    tox -e bench -- [--kernels bookworm,trixie,sid] [--runs 3] [--parallel 3]
 
 Reports the median and range per kernel for single boots, then for N VMs started together.
 A benchmark: it reports numbers, it does not pass or fail on them.
