@@ -100,4 +100,6 @@ class QmpClient(Closing):
     def close(self) -> None:
         if self._monitor is not None:
             monitor, self._monitor = self._monitor, None
-            monitor.close()
+            # After `quit` QEMU may already be gone: the disconnect then reports EOF, harmlessly.
+            with contextlib.suppress(OSError, QMPError, EOFError):
+                monitor.close()
