@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from harness.uapi.caps import Capability, read_array, read_struct, walk_capabilities
 from harness.uapi.dma import DmaBuffer
 from harness.uapi.fdobject import FdObject, open_node
-from harness.uapi.infoquery import query_info
+from harness.uapi.infoquery import argsz_buffer, query_info
 from harness.uapi.raw import vfio as v
 
 DEFAULT_CONTAINER_PATH = "/dev/vfio/vfio"
@@ -130,15 +130,12 @@ class Container(FdObject):
     def unmap_dma_dirty(self, iova: int, size: int, pgsize: int) -> tuple[int, bytes]:
         """Unmap and collect the dirty bitmap of the range in one call."""
         bitmap = ctypes.create_string_buffer(dirty_bitmap_bytes(size, pgsize))
-        header_size = ctypes.sizeof(v.vfio_iommu_type1_dma_unmap)
-        buffer = ctypes.create_string_buffer(header_size + ctypes.sizeof(v.vfio_bitmap))
-        request = v.vfio_iommu_type1_dma_unmap.from_buffer(buffer)
-        request.argsz = len(buffer)
-        request.flags = v.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP
-        request.iova = iova
-        request.size = size
-        _fill_bitmap(v.vfio_bitmap.from_buffer(buffer, header_size), pgsize, bitmap)
+        header = v.vfio_iommu_type1_dma_unmap(
+            flags=v.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, iova=iova, size=size
+        )
+        buffer = argsz_buffer(header, bytes(_bitmap_for(pgsize, bitmap)))
         self.ioctl(v.VFIO_IOMMU_UNMAP_DMA, "VFIO_IOMMU_UNMAP_DMA", buffer)
+        request = v.vfio_iommu_type1_dma_unmap.from_buffer_copy(buffer)
         return int(request.size), bitmap.raw
 
     def dirty_pages(self, flags: int) -> None:
@@ -157,22 +154,16 @@ class Container(FdObject):
     def dirty_pages_bitmap(self, iova: int, size: int, pgsize: int) -> bytes:
         """The dirty bitmap of [iova, iova+size), one bit per `pgsize` page."""
         bitmap = ctypes.create_string_buffer(dirty_bitmap_bytes(size, pgsize))
-        header_size = ctypes.sizeof(v.vfio_iommu_type1_dirty_bitmap)
-        buffer = ctypes.create_string_buffer(
-            header_size + ctypes.sizeof(v.vfio_iommu_type1_dirty_bitmap_get)
+        get = v.vfio_iommu_type1_dirty_bitmap_get(
+            iova=iova, size=size, bitmap=_bitmap_for(pgsize, bitmap)
         )
-        header = v.vfio_iommu_type1_dirty_bitmap.from_buffer(buffer)
-        header.argsz = len(buffer)
-        header.flags = v.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP
-        get = v.vfio_iommu_type1_dirty_bitmap_get.from_buffer(buffer, header_size)
-        get.iova = iova
-        get.size = size
-        _fill_bitmap(get.bitmap, pgsize, bitmap)
-        self.ioctl(v.VFIO_IOMMU_DIRTY_PAGES, "VFIO_IOMMU_DIRTY_PAGES", buffer)
+        header = v.vfio_iommu_type1_dirty_bitmap(flags=v.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP)
+        self.ioctl(
+            v.VFIO_IOMMU_DIRTY_PAGES, "VFIO_IOMMU_DIRTY_PAGES", argsz_buffer(header, bytes(get))
+        )
         return bitmap.raw
 
 
-def _fill_bitmap(target: v.vfio_bitmap, pgsize: int, storage: ctypes.Array[ctypes.c_char]) -> None:
-    target.pgsize = pgsize
-    target.size = len(storage)
-    target.data = ctypes.addressof(storage)  # `__u64 *data`: a user pointer the kernel fills
+def _bitmap_for(pgsize: int, storage: ctypes.Array[ctypes.c_char]) -> v.vfio_bitmap:
+    """A vfio_bitmap whose `__u64 *data` points at `storage`, which the kernel fills."""
+    return v.vfio_bitmap(pgsize=pgsize, size=len(storage), data=ctypes.addressof(storage))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from harness.uapi.caps import Capability, walk_capabilities
 from harness.uapi.fdobject import FdObject, open_node
-from harness.uapi.infoquery import query_info
+from harness.uapi.infoquery import argsz_buffer, query_info
 from harness.uapi.irq import IrqIndex, IrqInfo
 from harness.uapi.raw import vfio as v
 from harness.uapi.region import Region, RegionInfo, parse_region_info
@@ -94,16 +94,8 @@ class Device(FdObject):
         argsz: int | None = None,
     ) -> None:
         """VFIO_DEVICE_SET_IRQS with any flags and payload (the raw form, for bad input too)."""
-        header_size = ctypes.sizeof(v.vfio_irq_set)
-        buffer = ctypes.create_string_buffer(header_size + len(data))
-        request = v.vfio_irq_set.from_buffer(buffer)
-        request.argsz = len(buffer) if argsz is None else argsz
-        request.flags = flags
-        request.index = index
-        request.start = start
-        request.count = count
-        ctypes.memmove(ctypes.addressof(buffer) + header_size, data, len(data))
-        del request
+        header = v.vfio_irq_set(flags=flags, index=index, start=start, count=count)
+        buffer = argsz_buffer(header, data, argsz)
         self.ioctl(v.VFIO_DEVICE_SET_IRQS, "VFIO_DEVICE_SET_IRQS", buffer)
 
     def reset(self) -> None:
@@ -114,12 +106,7 @@ class Device(FdObject):
 
         Returns the data area as the kernel left it (the GET answer).
         """
-        buffer = ctypes.create_string_buffer(_FEATURE_HEADER + len(data))
-        request = v.vfio_device_feature.from_buffer(buffer)
-        request.argsz = len(buffer) if argsz is None else argsz
-        request.flags = flags
-        del request
-        ctypes.memmove(ctypes.addressof(buffer) + _FEATURE_HEADER, data, len(data))
+        buffer = argsz_buffer(v.vfio_device_feature(flags=flags), data, argsz)
         self.ioctl(v.VFIO_DEVICE_FEATURE, "VFIO_DEVICE_FEATURE", buffer)
         return buffer.raw[_FEATURE_HEADER:]
 

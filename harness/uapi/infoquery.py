@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""The argsz handshake of VFIO info ioctls, done once for every caller.
+"""The argsz conventions of VFIO ioctls, done once for every caller.
 
-The caller sends argsz = sizeof(struct); if the kernel has capabilities that do not fit it sets
-the CAPS flag and returns the argsz it needs, and the caller asks again with a bigger buffer.
+Info ioctls: the caller sends argsz = sizeof(struct); if the kernel has capabilities that do not
+fit it sets the CAPS flag and returns the argsz it needs, and the caller asks again with a bigger
+buffer. Ioctls with a trailing payload (SET_IRQS, DEVICE_FEATURE, UNMAP_DMA with a bitmap): argsz
+covers header and payload.
 """
 
 from __future__ import annotations
@@ -46,3 +48,15 @@ def query_info(
         fill(header)
         target.ioctl(request, name, buffer)
     return struct_type.from_buffer_copy(buffer.raw[:size]), buffer.raw
+
+
+def argsz_buffer(
+    header: ctypes.Structure, payload: bytes = b"", argsz: int | None = None
+) -> ctypes.Array[ctypes.c_char]:
+    """`header` followed by `payload` (a C flexible array), as one buffer for an ioctl.
+
+    argsz covers both unless the caller overrides it (bad-input tests send a wrong one).
+    """
+    header.argsz = ctypes.sizeof(header) + len(payload) if argsz is None else argsz
+    raw = bytes(header) + payload
+    return ctypes.create_string_buffer(raw, len(raw))
