@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: MIT
-"""Boot a built image in QEMU, wait until SSH answers, and throw the VM away afterwards.
+"""Disposable VMs: cold-boot an image, or restore a saved, already-booted one; throw it away.
 
-This composes the pieces: accelerator choice, a private run directory (overlay, console log,
-QMP socket, run key), a reserved forwarding port, the console watched for panics while SSH is
-probed, and a teardown that always kills QEMU and deletes the run directory.
+This composes the pieces: accelerator choice, a locked run directory (overlay, console log,
+QMP socket, run key), a reserved forwarding port, a watchdog that kills QEMU if this process
+dies, the console watched for panics while SSH is probed, and a close() that always kills QEMU
+and deletes the run directory.
+
+Cold boot and restore share one QEMU command line (see `_spec`): a saved state can only be
+loaded by a QEMU with the same devices, which is also why the state cache key hashes that
+command line (saved_state.py).
 """
 
 from __future__ import annotations
@@ -11,10 +16,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +34,20 @@ from harness.vm.overlay import create_overlay
 from harness.vm.ports import reserve_port
 from harness.vm.qemu_cmdline import VmSpec, build_qemu_command
 from harness.vm.qmp import QmpClient
+from harness.vm.run_dir import RunDir, sweep_stale_runs
 from harness.vm.ssh import SshSession, wait_for_ssh
-from harness.vm.ssh_keys import generate_run_key
+from harness.vm.ssh_keys import RunKey, generate_run_key
+from harness.vm.watchdog import Watchdog
 
 # Calibrated for KVM; Accelerator.timeout_scale stretches them for TCG.
 BOOT_TIMEOUT_S = 15.0
 SHUTDOWN_TIMEOUT_S = 10.0
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "mdev")
+# A VM generation ID device: a restored guest sees a new ID and reseeds its RNG (Linux's
+# vmgenid driver, built into all our kernels), so restored VMs never share random numbers.
+VMGENID_ARGS = ("-device", "vmgenid,guid=auto")
+
+Progress = Callable[[str], None]
 
 
 class BootError(RuntimeError):
@@ -46,10 +58,25 @@ class BootError(RuntimeError):
 class BootTimes:
     qemu_start: float  # monotonic
     ssh_ready: float
+    how: str = "boot"  # "boot" (cold) or "restore" (from a saved state)
 
     @property
     def boot_to_ready_s(self) -> float:
         return self.ssh_ready - self.qemu_start
+
+
+@dataclass(frozen=True)
+class GuestMachine:
+    """What decides the machine a guest runs in, apart from per-VM paths and ports."""
+
+    image: BuiltImage
+    accelerator: Accelerator
+    memory_mib: int = 1024
+    smp: int = 2
+
+    @property
+    def label(self) -> str:
+        return self.image.manifest.name
 
 
 def runs_dir() -> Path:
@@ -57,33 +84,91 @@ def runs_dir() -> Path:
     return cache_dir("runs")
 
 
+def new_run_dir() -> RunDir:
+    # Every launch first clears what crashed runs (watchdog included) left behind.
+    sweep_stale_runs(runs_dir())
+    return RunDir.create(runs_dir())
+
+
+def authkey_param(public_line: str) -> str:
+    return base64.b64encode(public_line.encode()).decode()
+
+
+def guest_spec(
+    machine: GuestMachine,
+    run_dir: Path,
+    disk: Path,
+    ssh_port: int,
+    authorized_key: str,
+    incoming: str | None = None,
+) -> VmSpec:
+    """The one VmSpec shape used for cold boots, saved states and restores alike."""
+    image = machine.image
+    return VmSpec(
+        kernel=image.vmlinux,
+        initrd=image.initrd,
+        disk=disk,
+        console_log=run_dir / "console.log",
+        qmp_socket=run_dir / "qmp.sock",
+        ssh_port=ssh_port,
+        accelerator=machine.accelerator,
+        memory_mib=machine.memory_mib,
+        smp=machine.smp,
+        kernel_params={"harness.authkey": authkey_param(authorized_key)},
+        incoming=incoming,
+        pidfile=run_dir / "qemu.pid",
+        name=f"vfio-harness-{machine.label}",
+        extra_args=VMGENID_ARGS,
+    )
+
+
 class Vm(Closing):
-    """A booted guest reachable over SSH. close() kills QEMU and deletes the run directory."""
+    """A running guest reachable over SSH. close() kills QEMU and deletes the run directory."""
 
     def __init__(
         self,
+        machine: GuestMachine,
         process: subprocess.Popen[bytes],
-        run_dir: Path,
-        accelerator: Accelerator,
+        run: RunDir,
+        watchdog: Watchdog,
+        spec: VmSpec,
+        key: RunKey,
         console: ConsoleWatch,
         qmp: QmpClient,
         ssh: SshSession,
         times: BootTimes,
-        image: BuiltImage,
     ) -> None:
+        self.machine = machine
         self.process = process
-        self.run_dir = run_dir
-        self.accelerator = accelerator
+        self.run_dir = run.path
+        self.spec = spec
+        self.key = key
         self.console = console
         self.qmp = qmp
         self.ssh = ssh
         self.times = times
-        self.image = image
+        self._run = run
+        self._watchdog = watchdog
         self._closed = False
+
+    @property
+    def accelerator(self) -> Accelerator:
+        return self.machine.accelerator
+
+    @property
+    def image(self) -> BuiltImage:
+        return self.machine.image
+
+    @property
+    def ssh_port(self) -> int:
+        return self.spec.ssh_port
 
     def run(self, command: str, timeout: float = 60.0, *, check: bool = True) -> str:
         """Run a shell command in the guest; return its stdout."""
         return self.ssh.run(command, timeout * self.accelerator.timeout_scale, check=check).stdout
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def close(self) -> None:
         if self._closed:
@@ -96,6 +181,8 @@ class Vm(Closing):
             self.qmp.close()
         stop_process(self.process, SHUTDOWN_TIMEOUT_S)
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        self._watchdog.release()
+        self._run.release()
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
@@ -108,8 +195,96 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
         process.wait()
 
 
-def _authkey_param(public_line: str) -> str:
-    return base64.b64encode(public_line.encode()).decode()
+@dataclass
+class Launched:
+    """A QEMU just started, with its watchdog and QMP session."""
+
+    spec: VmSpec
+    process: subprocess.Popen[bytes]
+    watchdog: Watchdog
+    qmp: QmpClient
+    console: ConsoleWatch
+    started: float
+
+
+def launch(machine: GuestMachine, run: RunDir, disk: Path, key: RunKey, incoming: str | None,
+           progress: Progress) -> Launched:  # fmt: skip
+    """Start QEMU and its watchdog; return once QMP answers (networking is then set up)."""
+    accel = machine.accelerator
+    with reserve_port() as port:
+        spec = guest_spec(machine, run.path, disk, port.port, key.public_line, incoming)
+        command = build_qemu_command(spec)
+        (run.path / "qemu.cmdline").write_text(shlex.join(command) + "\n")
+        started = time.monotonic()
+        with open(run.path / "qemu.log", "wb") as qemu_log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=qemu_log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # our own process group: killpg reaches all of it
+            )
+        try:
+            assert run.lock_fd is not None
+            watchdog = Watchdog.start(process.pid, run.path, run.lock_fd)
+        except BaseException:
+            _kill(process)
+            raise
+        try:
+            # QMP answers only after QEMU has set up networking, so the port is bound by then.
+            qmp = QmpClient.connect(spec.qmp_socket, timeout=10 * accel.timeout_scale)
+        except BaseException:
+            _kill(process)
+            watchdog.release()
+            raise
+    verb = "restoring" if incoming else "booting"
+    progress(f"{machine.label}: QEMU {verb} ({accel.name}), waiting for SSH")
+    return Launched(spec, process, watchdog, qmp, ConsoleWatch(spec.console_log), started)
+
+
+def wait_until_ready(
+    machine: GuestMachine,
+    launched: Launched,
+    identity: RunKey,
+    *,
+    first_probe_timeout: float = 1.0,
+) -> SshSession:
+    """Probe SSH until it answers; a panic, a dead QEMU or the deadline raise BootError."""
+    console, process = launched.console, launched.process
+
+    def guest_failed() -> bool:
+        console.poll()
+        verdict = console.verdict
+        if verdict.fatal or process.poll() is not None:
+            raise BootError(_boot_failure(machine, process, verdict.kind, console))
+        return False
+
+    deadline = launched.started + BOOT_TIMEOUT_S * machine.accelerator.timeout_scale
+    try:
+        return wait_for_ssh(
+            "127.0.0.1",
+            launched.spec.ssh_port,
+            deadline,
+            identity=identity.pkey,
+            host_key=machine.image.host_key,
+            should_abort=guest_failed,
+            first_probe_timeout=first_probe_timeout,
+        )
+    except BootError:
+        raise
+    except Exception as exc:
+        console.poll()
+        raise BootError(f"{exc}\n{_console_tail(console)}") from None
+
+
+def modules_check_command() -> str:
+    """Prints the VFIO modules that are not loaded (nothing when all are)."""
+    return " ".join(f"[ -d /sys/module/{m} ] || echo {m};" for m in VFIO_MODULES)
+
+
+def clock_sync_command() -> str:
+    """Sets the guest's wall clock to the host's (a restored or paused guest lags behind)."""
+    return f"date -u -s @{time.time():.3f} >/dev/null;"
 
 
 def boot(
@@ -118,84 +293,56 @@ def boot(
     accelerator: Accelerator | None = None,
     memory_mib: int = 1024,
     smp: int = 2,
-    progress: Callable[[str], None] = lambda _line: None,
+    progress: Progress = lambda _line: None,
 ) -> Vm:
     """Cold-boot `image` on a fresh overlay; return once SSH answers and VFIO modules are in."""
-    accel = accelerator or choose_accelerator()
-    run_dir = Path(tempfile.mkdtemp(prefix="vm-", dir=runs_dir()))
-    process: subprocess.Popen[bytes] | None = None
+    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp)
+    return cold_boot(machine, progress)
+
+
+def cold_boot(machine: GuestMachine, progress: Progress) -> Vm:
+    run = new_run_dir()
+    launched: Launched | None = None
     try:
-        key = generate_run_key(run_dir)
-        overlay = create_overlay(image.rootfs, run_dir)
-        console_log = run_dir / "console.log"
-        with reserve_port() as port:
-            spec = VmSpec(
-                kernel=image.vmlinux,
-                initrd=image.initrd,
-                disk=overlay,
-                console_log=console_log,
-                qmp_socket=run_dir / "qmp.sock",
-                ssh_port=port.port,
-                accelerator=accel,
-                memory_mib=memory_mib,
-                smp=smp,
-                kernel_params={"harness.authkey": _authkey_param(key.public_line)},
-                name=f"vfio-harness-{image.manifest.name}",
-            )
-            started = time.monotonic()
-            with open(run_dir / "qemu.log", "wb") as qemu_log:
-                process = subprocess.Popen(
-                    build_qemu_command(spec),
-                    stdin=subprocess.DEVNULL,
-                    stdout=qemu_log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # our own process group: killpg reaches all of it
-                )
-            # QMP answers only after QEMU has set up networking, so the port is bound by then.
-            qmp = QmpClient.connect(spec.qmp_socket, timeout=10 * accel.timeout_scale)
-        progress(f"{image.manifest.name}: QEMU started ({accel.name}), waiting for SSH")
-        console = ConsoleWatch(console_log)
-        running = process
-
-        def guest_failed() -> bool:
-            console.poll()
-            verdict = console.verdict
-            if verdict.fatal or running.poll() is not None:
-                raise BootError(_boot_failure(image, running, verdict.kind, console))
-            return False
-
-        deadline = started + BOOT_TIMEOUT_S * accel.timeout_scale
-        try:
-            ssh = wait_for_ssh(
-                "127.0.0.1",
-                spec.ssh_port,
-                deadline,
-                identity=key.pkey,
-                host_key=image.host_key,
-                should_abort=guest_failed,
-            )
-        except BootError:
-            raise
-        except Exception as exc:
-            console.poll()
-            raise BootError(f"{exc}\n{_console_tail(console)}") from None
+        key = generate_run_key(run.path)
+        overlay = create_overlay(machine.image.rootfs, run.path)
+        launched = launch(machine, run, overlay, key, None, progress)
+        ssh = wait_until_ready(machine, launched, key)
+        missing = ssh.run(modules_check_command(), 60 * machine.accelerator.timeout_scale)
+        if missing.stdout.split():
+            ssh.close()
+            raise BootError(f"guest booted without the VFIO modules: {missing.stdout.split()}")
         ready = time.monotonic()
-        vm = Vm(process, run_dir, accel, console, qmp, ssh, BootTimes(started, ready), image)
-        missing = vm.run(
-            " ".join(f"[ -d /sys/module/{m} ] || echo {m};" for m in VFIO_MODULES)
-        ).split()
-        if missing:
-            vm.close()
-            raise BootError(f"guest booted without the VFIO modules: {' '.join(missing)}")
-        progress(f"{image.manifest.name}: ready in {vm.times.boot_to_ready_s:.1f} s")
+        vm = _vm(machine, launched, run, key, ssh, BootTimes(launched.started, ready, "boot"))
+        progress(f"{machine.label}: ready in {vm.times.boot_to_ready_s:.1f} s (cold boot)")
         return vm
     except BaseException:
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        abort_launch(run, launched)
         raise
+
+
+def _vm(machine: GuestMachine, launched: Launched, run: RunDir, key: RunKey, ssh: SshSession,
+        times: BootTimes) -> Vm:  # fmt: skip
+    return Vm(machine, launched.process, run, launched.watchdog, launched.spec, key,
+              launched.console, launched.qmp, ssh, times)  # fmt: skip
+
+
+def abort_launch(run: RunDir, launched: Launched | None) -> None:
+    """Undo a launch that did not produce a Vm: QEMU killed, directory gone, watchdog off."""
+    if launched is not None:
+        with contextlib.suppress(Exception):
+            launched.qmp.close()
+        _kill(launched.process)
+        shutil.rmtree(run.path, ignore_errors=True)
+        launched.watchdog.release()
+    run.remove()
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def _console_tail(console: ConsoleWatch) -> str:
@@ -203,8 +350,8 @@ def _console_tail(console: ConsoleWatch) -> str:
 
 
 def _boot_failure(
-    image: BuiltImage, process: subprocess.Popen[bytes], kind: object, console: ConsoleWatch
+    machine: GuestMachine, process: subprocess.Popen[bytes], kind: object, console: ConsoleWatch
 ) -> str:
     status = process.poll()
     what = f"QEMU exited with {status}" if status is not None else f"console shows {kind}"
-    return f"{image.manifest.name}: guest failed to boot: {what}\n{_console_tail(console)}"
+    return f"{machine.label}: guest failed to start: {what}\n{_console_tail(console)}"
