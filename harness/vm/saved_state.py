@@ -1,0 +1,274 @@
+# SPDX-License-Identifier: MIT
+"""Saved, already-booted guests: restore one in about a second instead of booting for seven.
+
+The first VM of a machine (image, accelerator, memory, CPUs) boots cold; once it is ready its
+state is saved: QMP `stop`, `migrate` to a file, a copy of its disk overlay taken while QEMU
+has the disk flushed and released, then `cont`, and that VM goes on serving its caller. Every
+later VM is a new QEMU with the same command line started with `-incoming` from that file, on
+a fresh overlay whose backing file is the saved disk, with its own forwarded port.
+
+A restored guest would share the saved guest's RNG state, clock, and SSH key. Its VM
+generation ID changes (machine.VMGENID_ARGS), so its kernel reseeds the RNG at once; the first
+command over SSH sets the clock to the host's and installs a new per-VM key in authorized_keys.
+
+States live in the cache under `states/<label>-<key>/`. The key hashes the exact QEMU command
+line (with per-VM paths and port neutralised) and the QEMU binary's identity, so a changed
+device list, kernel, image or QEMU never loads an incompatible state; a state that fails to
+load anyway is discarded and the VM cold-booted, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness.cache import cache_dir
+from harness.vm.accel import Accelerator, choose_accelerator
+from harness.vm.images import BuiltImage
+from harness.vm.machine import (
+    BootError,
+    BootTimes,
+    GuestMachine,
+    Launched,
+    Progress,
+    Vm,
+    abort_launch,
+    clock_sync_command,
+    cold_boot,
+    guest_spec,
+    launch,
+    modules_check_command,
+    new_run_dir,
+    wait_until_ready,
+)
+from harness.vm.overlay import create_overlay
+from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
+from harness.vm.qmp import QmpCommandError
+from harness.vm.ssh import SshSession
+from harness.vm.ssh_errors import SshError
+from harness.vm.ssh_keys import RUN_KEY_NAME, generate_run_key, load_run_key
+
+STATE_FORMAT = 1
+STATE_FILE = "state"
+DISK_FILE = "disk.qcow2"
+META_FILE = "meta.json"
+SAVE_TIMEOUT_S = 60.0
+LOAD_TIMEOUT_S = 10.0
+
+Fresh = Literal["auto", "restore", "boot"]
+
+
+class SavedStateError(RuntimeError):
+    """Saving or restoring a state failed."""
+
+
+@dataclass(frozen=True)
+class SavedState:
+    path: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def disk(self) -> Path:
+        return self.path / DISK_FILE
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / RUN_KEY_NAME
+
+    def meta(self) -> dict[str, object]:
+        loaded: dict[str, object] = json.loads((self.path / META_FILE).read_text())
+        return loaded
+
+
+def states_dir() -> Path:
+    return cache_dir("states")
+
+
+def state_key(machine: GuestMachine) -> str:
+    """Hash of what a state's loader must reproduce: the QEMU command line and binary."""
+    placeholder = Path("/vm")
+    spec = guest_spec(machine, placeholder, placeholder / "disk", 1, "ssh-ed25519 AAAA saved")
+    argv = build_qemu_command(spec)
+    binary = shutil.which(argv[0])
+    identity = "missing"
+    if binary is not None:
+        info = os.stat(binary)
+        identity = f"{os.path.realpath(binary)}:{info.st_size}:{info.st_mtime_ns}"
+    digest = hashlib.sha256()
+    for part in (str(STATE_FORMAT), identity, *argv):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def state_path(machine: GuestMachine) -> Path:
+    return states_dir() / f"{machine.label}-{state_key(machine)}"
+
+
+def find_saved_state(machine: GuestMachine) -> SavedState | None:
+    path = state_path(machine)
+    return SavedState(path) if (path / META_FILE).is_file() else None
+
+
+def discard(saved: SavedState) -> None:
+    # Renamed first, so no other worker starts loading a half-deleted state.
+    doomed = saved.path.with_name(f".discarded-{saved.path.name}-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        saved.path.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _creation_lock(machine: GuestMachine) -> Iterator[None]:
+    lock = states_dir() / f"{machine.label}-{state_key(machine)}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def save_state(vm: Vm, progress: Progress = lambda _line: None) -> SavedState:
+    """Save `vm`'s state into the cache; `vm` keeps running (on a new SSH session)."""
+    final = state_path(vm.machine)
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=states_dir()))
+    started = time.monotonic()
+    try:
+        # An open session would be saved half-open in the guest and in QEMU's slirp.
+        vm.ssh.close()
+        vm.qmp.stop()
+        timeout = SAVE_TIMEOUT_S * vm.accelerator.timeout_scale
+        vm.qmp.save_state(scratch / STATE_FILE, timeout=timeout)
+        # Migration completion flushed the disk and QEMU released it until `cont`.
+        shutil.copyfile(vm.spec.disk, scratch / DISK_FILE)
+        shutil.copy2(vm.key.private_path, scratch / RUN_KEY_NAME)
+        shutil.copy2(vm.key.public_path, scratch / f"{RUN_KEY_NAME}.pub")
+        meta = {
+            "format": STATE_FORMAT,
+            "label": vm.machine.label,
+            "accelerator": vm.accelerator.name,
+            "memory_mib": vm.machine.memory_mib,
+            "smp": vm.machine.smp,
+            "saved_at": time.time(),
+            "qemu": shlex.join(build_qemu_command(vm.spec)),
+        }
+        (scratch / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        scratch.rename(final)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        _resume(vm)
+    size = (final / STATE_FILE).stat().st_size / 2**20
+    took = time.monotonic() - started
+    progress(f"{vm.machine.label}: saved state ({size:.0f} MiB) in {took:.1f} s")
+    return SavedState(final)
+
+
+def _resume(vm: Vm) -> None:
+    """Let the saved VM run on: continue it, reconnect, and set its clock (it lagged)."""
+    if vm.qmp.status() != "running":
+        vm.qmp.cont()
+    vm.ssh = _reconnect(vm)
+    vm.ssh.run(clock_sync_command(), 30 * vm.accelerator.timeout_scale)
+
+
+def _reconnect(vm: Vm) -> SshSession:
+    launched = Launched(vm.spec, vm.process, vm._watchdog, vm.qmp, vm.console, time.monotonic())
+    return wait_until_ready(vm.machine, launched, vm.key, first_probe_timeout=0.5)
+
+
+def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
+    """A new VM from `saved`: pristine overlay, new port, reseeded RNG, synced clock, new key."""
+    run = new_run_dir()
+    launched: Launched | None = None
+    try:
+        saved_key = load_run_key(saved.key_path)
+        overlay = create_overlay(saved.disk, run.path, base_format="qcow2")
+        incoming = incoming_from_file(saved.state_file)
+        launched = launch(machine, run, overlay, saved_key, incoming, progress)
+        try:
+            launched.qmp.wait_incoming(LOAD_TIMEOUT_S * machine.accelerator.timeout_scale)
+            if launched.qmp.status() != "running":
+                launched.qmp.cont()
+        except QmpCommandError as exc:
+            raise SavedStateError(f"{machine.label}: loading {saved.path} failed: {exc}") from None
+        ssh = wait_until_ready(machine, launched, saved_key, first_probe_timeout=0.5)
+        key = generate_run_key(run.path)
+        # One round trip: clock, a key of this VM's own (the saved one stays with the state),
+        # and the modules check.
+        first = clock_sync_command()
+        first += f" printf '%s\\n' {shlex.quote(key.public_line)} >/root/.ssh/authorized_keys;"
+        first += " " + modules_check_command()
+        missing = ssh.run(first, 30 * machine.accelerator.timeout_scale).stdout.split()
+        if missing:
+            ssh.close()
+            raise SavedStateError(f"restored guest lacks the VFIO modules: {' '.join(missing)}")
+        ready = time.monotonic()
+        times = BootTimes(launched.started, ready, "restore")
+        vm = Vm(machine, launched.process, run, launched.watchdog, launched.spec, key,
+                launched.console, launched.qmp, ssh, times)  # fmt: skip
+        progress(f"{machine.label}: ready in {times.boot_to_ready_s:.2f} s (restored)")
+        return vm
+    except BaseException:
+        abort_launch(run, launched)
+        raise
+
+
+def start_vm(
+    image: BuiltImage,
+    *,
+    accelerator: Accelerator | None = None,
+    memory_mib: int = 1024,
+    smp: int = 2,
+    fresh: Fresh = "auto",
+    progress: Progress = lambda _line: None,
+) -> Vm:
+    """A pristine VM: restored from the saved state ("auto"/"restore"), or cold-booted.
+
+    "auto" cold-boots and saves when no state exists yet (one worker does; the others wait for
+    it and restore), and falls back to a cold boot, discarding the state, if it fails to load.
+    "restore" raises instead of falling back; "boot" always boots cold and saves nothing.
+    """
+    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp)
+    if fresh == "boot":
+        return cold_boot(machine, progress)
+    saved = find_saved_state(machine)
+    if saved is None:
+        with _creation_lock(machine):
+            saved = find_saved_state(machine)
+            if saved is None:
+                return _boot_and_save(machine, progress)
+    try:
+        return restore(machine, saved, progress)
+    except (SavedStateError, BootError, SshError) as exc:
+        if fresh == "restore":
+            raise
+        progress(f"{machine.label}: saved state unusable ({exc}); discarding it, booting cold")
+        discard(saved)
+        return cold_boot(machine, progress)
+
+
+def _boot_and_save(machine: GuestMachine, progress: Progress) -> Vm:
+    vm = cold_boot(machine, progress)
+    try:
+        save_state(vm, progress)
+    except BaseException:
+        vm.close()
+        raise
+    return vm

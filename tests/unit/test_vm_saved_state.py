@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: MIT
+"""The saved-state cache: what its key covers, and finding and discarding states."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from harness.vm.accel import KVM_ARGS, Accelerator, tcg
+from harness.vm.images import BuiltImage
+from harness.vm.machine import GuestMachine, guest_spec
+from harness.vm.manifest import ImageManifest
+from harness.vm.qemu_cmdline import build_qemu_command
+from harness.vm.saved_state import (
+    META_FILE,
+    SavedState,
+    discard,
+    find_saved_state,
+    state_key,
+    state_path,
+)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def image(directory: str = "/cache/images/bookworm-aaaa", name: str = "bookworm") -> BuiltImage:
+    manifest = ImageManifest(
+        name=name,
+        suite=name,
+        key="aaaa",
+        builder_version=1,
+        kernel_package="linux-image-amd64",
+        kernel_release="6.1.0-99-amd64",
+        host_key="ssh-ed25519 AAAA",
+        initrd_modules=(),
+        sizes={},
+        rootfs_capacity=0,
+        build_seconds=0.0,
+    )
+    return BuiltImage(Path(directory), manifest)
+
+
+def machine(**changes: object) -> GuestMachine:
+    return replace(GuestMachine(image(), tcg("TCG: test")), **changes)  # type: ignore[arg-type]
+
+
+def test_key_is_stable() -> None:
+    assert state_key(machine()) == state_key(machine())
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"memory_mib": 2048},
+        {"smp": 1},
+        {"accelerator": Accelerator("kvm", KVM_ARGS, 1.0, "KVM: test")},
+        {"image": image("/cache/images/bookworm-bbbb")},  # a rebuilt image
+    ],
+)
+def test_key_changes_with_what_the_loading_qemu_must_match(changes: dict[str, object]) -> None:
+    assert state_key(machine(**changes)) != state_key(machine())
+
+
+def test_key_ignores_why_the_accelerator_was_chosen() -> None:
+    assert state_key(machine(accelerator=tcg("another reason"))) == state_key(machine())
+
+
+def test_restore_and_boot_share_one_command_line_shape() -> None:
+    """Only per-VM paths, the port and -incoming may differ between saver and loader."""
+    saver = build_qemu_command(
+        guest_spec(machine(), Path("/runs/a"), Path("/runs/a/root.qcow2"), 40000, "k")
+    )
+    loader = build_qemu_command(
+        guest_spec(machine(), Path("/runs/b"), Path("/runs/b/root.qcow2"), 40001, "k", "exec:x")
+    )
+    at = loader.index("-incoming")
+    assert loader[at + 1] == "exec:x"
+    del loader[at : at + 2]
+    assert len(saver) == len(loader)
+    differing = [(a, b) for a, b in zip(saver, loader, strict=False) if a != b]
+    assert all("/runs/" in a or "40000" in a for a, _ in differing), differing
+
+
+def test_find_and_discard() -> None:
+    m = machine()
+    assert find_saved_state(m) is None
+    path = state_path(m)
+    path.mkdir(parents=True)
+    (path / "state").write_bytes(b"x")
+    assert find_saved_state(m) is None, "a state without its metadata is not complete"
+    (path / META_FILE).write_text("{}")
+    found = find_saved_state(m)
+    assert found == SavedState(path)
+    discard(found)
+    assert not path.exists()
+    assert list(path.parent.iterdir()) == []
