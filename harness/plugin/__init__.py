@@ -2,17 +2,32 @@
 """The vfio-harness pytest plugin (entry point `pytest11: vfio_harness`).
 
 It is loaded by every pytest run in an environment where vfio-harness is installed, so it stays
-cheap to import: options, markers and the VM policy here; fixtures that boot VMs arrive with the
-VM layer and import it lazily.
+cheap to import: options, markers, parametrization and the fixtures, which import the VM layer
+only when a test asks for a VM.
+
+    pytest --kernel bookworm,trixie,sid -n 3   # each test on each kernel; 3 VMs per kernel
+    pytest --kernel ~/linux/                   # a kernel you built (on bookworm's rootfs)
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
+from harness.plugin.fixtures import VM_FIXTURES, fresh_vm, vm, vm_kernel, vm_pool
+from harness.plugin.kernels import (
+    DEFAULT_KERNELS,
+    KernelChoice,
+    KernelChoiceError,
+    parse_kernels,
+)
 from harness.plugin.policy import REQUIRE_VM_ENV
+
+__all__ = ["fresh_vm", "vm", "vm_kernel", "vm_pool"]
+
+KERNEL_ENV = "HARNESS_KERNEL"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,6 +39,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"a missing QEMU, image or module fails the test instead of skipping it "
         f"(same as {REQUIRE_VM_ENV}=1)",
     )
+    group.addoption(
+        "--kernel",
+        default=None,
+        metavar="K[,K...]",
+        help="guest kernels for VM tests: image recipes (bookworm, trixie, sid, all) or the "
+        f"path of a kernel you built; default ${KERNEL_ENV} or {DEFAULT_KERNELS}",
+    )
+    group.addoption(
+        "--fresh-vm",
+        choices=("auto", "restore", "boot"),
+        default="auto",
+        help="how new VMs start: restored from a saved booted state, made on first use "
+        "(auto, the default), only restored, or always cold-booted",
+    )
+    group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,3 +63,60 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--require-vm"):
         # The environment, not config, so that xdist workers and subprocesses see it too.
         os.environ[REQUIRE_VM_ENV] = "1"
+    config.pluginmanager.register(VmSummary(), "vfio-harness-vm-summary")
+    if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
+        config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
+
+
+_KERNELS = pytest.StashKey[list[KernelChoice]]()
+
+
+def _kernel_choices(config: pytest.Config) -> list[KernelChoice]:
+    value = config.getoption("--kernel") or os.environ.get(KERNEL_ENV) or DEFAULT_KERNELS
+    try:
+        return list(parse_kernels(value))
+    except KernelChoiceError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if not any(name in metafunc.fixturenames for name in VM_FIXTURES):
+        return
+    if "vm_kernel" not in metafunc.fixturenames:
+        return
+    choices = metafunc.config.stash.get(_KERNELS, None) or _kernel_choices(metafunc.config)
+    # Session scope groups a worker's tests by kernel, so its VMs are reused back to back.
+    metafunc.parametrize(
+        "vm_kernel",
+        choices,
+        indirect=True,
+        ids=[c.id for c in choices],
+        scope="session",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in VM_FIXTURES):
+            item.add_marker(pytest.mark.vm)
+
+
+class VmSummary:
+    """Which kernels and accelerators the VM tests ran on (from the reports, so xdist works)."""
+
+    def __init__(self) -> None:
+        self.tests: Counter[tuple[str, str]] = Counter()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "setup":
+            return
+        properties = dict(report.user_properties)
+        if "accelerator" in properties:
+            self.tests[(str(properties["kernel"]), str(properties["accelerator"]))] += 1
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.tests:
+            return
+        terminalreporter.section("vfio-harness VMs")
+        for (kernel, accelerator), count in sorted(self.tests.items()):
+            terminalreporter.write_line(f"{kernel} [{accelerator}]: {count} test(s)")

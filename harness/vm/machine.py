@@ -21,9 +21,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from harness.cache import cache_dir
 from harness.closing import Closing
@@ -65,18 +66,42 @@ class BootTimes:
         return self.ssh_ready - self.qemu_start
 
 
+class GuestKernel(Protocol):
+    """A kernel to boot instead of the image's own (harness.vm.custom_kernel.KernelBundle)."""
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def kernel(self) -> Path: ...
+    @property
+    def initrd(self) -> Path | None: ...
+    @property
+    def extra_disks(self) -> tuple[Path, ...]: ...
+    @property
+    def release(self) -> str: ...
+    @property
+    def kernel_params(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class GuestMachine:
     """What decides the machine a guest runs in, apart from per-VM paths and ports."""
 
-    image: BuiltImage
+    image: BuiltImage  # the root filesystem, and the kernel unless `kernel` is given
     accelerator: Accelerator
     memory_mib: int = 1024
     smp: int = 2
+    kernel: GuestKernel | None = None
 
     @property
     def label(self) -> str:
+        if self.kernel is not None:
+            return f"{self.image.manifest.name}+{self.kernel.label}"
         return self.image.manifest.name
+
+    @property
+    def kernel_release(self) -> str:
+        return self.kernel.release if self.kernel is not None else self.image.kernel_release
 
 
 def runs_dir() -> Path:
@@ -103,10 +128,14 @@ def guest_spec(
     incoming: str | None = None,
 ) -> VmSpec:
     """The one VmSpec shape used for cold boots, saved states and restores alike."""
-    image = machine.image
+    image, custom = machine.image, machine.kernel
+    params = {"harness.authkey": authkey_param(authorized_key)}
+    if custom is not None:
+        params.update(custom.kernel_params)
     return VmSpec(
-        kernel=image.vmlinux,
-        initrd=image.initrd,
+        kernel=custom.kernel if custom is not None else image.vmlinux,
+        initrd=custom.initrd if custom is not None else image.initrd,
+        extra_disks=custom.extra_disks if custom is not None else (),
         disk=disk,
         console_log=run_dir / "console.log",
         qmp_socket=run_dir / "qmp.sock",
@@ -114,7 +143,7 @@ def guest_spec(
         accelerator=machine.accelerator,
         memory_mib=machine.memory_mib,
         smp=machine.smp,
-        kernel_params={"harness.authkey": authkey_param(authorized_key)},
+        kernel_params=params,
         incoming=incoming,
         pidfile=run_dir / "qemu.pid",
         name=f"vfio-harness-{machine.label}",
@@ -290,13 +319,15 @@ def clock_sync_command() -> str:
 def boot(
     image: BuiltImage,
     *,
+    kernel: GuestKernel | None = None,
     accelerator: Accelerator | None = None,
     memory_mib: int = 1024,
     smp: int = 2,
     progress: Progress = lambda _line: None,
 ) -> Vm:
-    """Cold-boot `image` on a fresh overlay; return once SSH answers and VFIO modules are in."""
-    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp)
+    """Cold-boot `image` (with `kernel`, if given) on a fresh overlay; return once SSH answers
+    and the VFIO modules are loaded."""
+    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp, kernel)
     return cold_boot(machine, progress)
 
 

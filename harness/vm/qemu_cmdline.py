@@ -43,6 +43,9 @@ class VmSpec:
     ssh_port: int  # host side of the forward, on 127.0.0.1 (see ports.py)
     accelerator: Accelerator
     initrd: Path | None = None
+    # Read-only raw disks after the root disk (/dev/vdb, /dev/vdc...), e.g. a custom kernel's
+    # modules; shared by every VM that boots that kernel, hence never writable.
+    extra_disks: Sequence[Path] = ()
     memory_mib: int = 1024
     smp: int = 2
     kernel_params: Mapping[str, str] = field(default_factory=dict)  # our own key=value
@@ -100,6 +103,13 @@ def build_qemu_command(spec: VmSpec) -> list[str]:
         "-device",
         "virtio-blk-pci,drive=root",
     ]
+    for index, extra in enumerate(spec.extra_disks):
+        args += [
+            "-drive",
+            f"file={_opt(str(extra))},format=raw,if=none,id=extra{index},readonly=on",
+            "-device",
+            f"virtio-blk-pci,drive=extra{index}",
+        ]
     # Forward only on loopback: the guest's SSH must not be reachable from the network.
     forward = f"tcp:127.0.0.1:{spec.ssh_port}-:{spec.guest_ssh_port}"
     args += ["-netdev", f"user,id=net0,hostfwd={forward}", "-device", "virtio-net-pci,netdev=net0"]
@@ -137,6 +147,7 @@ def _validate(spec: VmSpec) -> None:
         "initrd": spec.initrd,
         "pidfile": spec.pidfile,
     }
+    paths.update({f"extra_disks[{i}]": disk for i, disk in enumerate(spec.extra_disks)})
     for what, path in paths.items():
         # QEMU may run from another directory than the harness: relative paths would move.
         if path is not None and not path.is_absolute():

@@ -39,6 +39,7 @@ from harness.vm.images import BuiltImage
 from harness.vm.machine import (
     BootError,
     BootTimes,
+    GuestKernel,
     GuestMachine,
     Launched,
     Progress,
@@ -131,6 +132,21 @@ def discard(saved: SavedState) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
+def _discard_superseded(current: SavedState) -> None:
+    """Drop older states of the same guest and machine size: a changed image, kernel, QEMU or
+    device list gave them another key, and nothing will load them again."""
+    mine = current.meta()
+    same = ("label", "accelerator", "memory_mib", "smp")
+    for meta_file in states_dir().glob(f"{mine['label']}-*/{META_FILE}"):
+        other = SavedState(meta_file.parent)
+        if other.path == current.path:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if all(other.meta().get(k) == mine[k] for k in same):
+                discard(other)
+                (other.path.parent / f"{other.path.name}.lock").unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _creation_lock(machine: GuestMachine) -> Iterator[None]:
     lock = states_dir() / f"{machine.label}-{state_key(machine)}.lock"
@@ -169,6 +185,7 @@ def save_state(vm: Vm, progress: Progress = lambda _line: None) -> SavedState:
         (scratch / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         scratch.rename(final)
+        _discard_superseded(SavedState(final))
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -233,6 +250,7 @@ def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
 def start_vm(
     image: BuiltImage,
     *,
+    kernel: GuestKernel | None = None,
     accelerator: Accelerator | None = None,
     memory_mib: int = 1024,
     smp: int = 2,
@@ -245,7 +263,7 @@ def start_vm(
     it and restore), and falls back to a cold boot, discarding the state, if it fails to load.
     "restore" raises instead of falling back; "boot" always boots cold and saves nothing.
     """
-    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp)
+    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp, kernel)
     if fresh == "boot":
         return cold_boot(machine, progress)
     saved = find_saved_state(machine)

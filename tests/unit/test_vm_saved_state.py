@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harness.vm.qemu_cmdline import build_qemu_command
 from harness.vm.saved_state import (
     META_FILE,
     SavedState,
+    _discard_superseded,
     discard,
     find_saved_state,
     state_key,
@@ -99,3 +101,21 @@ def test_find_and_discard() -> None:
     discard(found)
     assert not path.exists()
     assert list(path.parent.iterdir()) == []
+
+
+def _fake_state(name: str, **meta: object) -> SavedState:
+    path = state_path(machine()).parent / name
+    path.mkdir(parents=True)
+    base = {"label": "bookworm", "accelerator": "tcg", "memory_mib": 1024, "smp": 2}
+    (path / META_FILE).write_text(json.dumps({**base, **meta}))
+    return SavedState(path)
+
+
+def test_a_new_state_supersedes_older_ones_of_the_same_machine_only() -> None:
+    old = _fake_state("bookworm-old")
+    bigger = _fake_state("bookworm-big", memory_mib=4096)
+    other = _fake_state("trixie-old", label="trixie")
+    new = _fake_state("bookworm-new")
+    _discard_superseded(new)
+    assert not old.path.exists()
+    assert bigger.path.exists() and other.path.exists() and new.path.exists()

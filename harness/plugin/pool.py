@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: MIT
+"""The VMs of one pytest process: one shared VM per kernel, plus throwaway fresh ones.
+
+Under pytest-xdist every worker is its own process with its own pool, so `-n 3` runs three
+VMs per kernel side by side. A shared VM that died (a guest panic, QEMU killed) is replaced
+the next time a test asks for it. Everything the pool started is closed by `close()`; if the
+process dies first, each VM's watchdog cleans up (harness.vm.watchdog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from harness.plugin.kernels import KernelChoice
+
+if TYPE_CHECKING:
+    from harness.vm.accel import Accelerator
+    from harness.vm.images import BuiltImage
+    from harness.vm.machine import Vm
+    from harness.vm.saved_state import Fresh
+
+Progress = Callable[[str], None]
+
+
+class VmPool:
+    def __init__(
+        self, fresh: Fresh = "auto", memory_mib: int = 1024, progress: Progress | None = None
+    ) -> None:
+        self.fresh_mode: Fresh = fresh
+        self.memory_mib = memory_mib
+        self.progress: Progress = progress or (lambda _line: None)
+        self._shared: dict[KernelChoice, Vm] = {}
+        self._images: dict[str, BuiltImage] = {}
+        self._accelerator: Accelerator | None = None
+        self._closed = False
+
+    @property
+    def accelerator(self) -> Accelerator:
+        if self._accelerator is None:
+            from harness.vm.accel import choose_accelerator
+
+            self._accelerator = choose_accelerator()
+        return self._accelerator
+
+    def image(self, recipe: str) -> BuiltImage:
+        if recipe not in self._images:
+            from harness.vm.images import build_image
+
+            self._images[recipe] = build_image(recipe, progress=self.progress)
+        return self._images[recipe]
+
+    def start(self, choice: KernelChoice) -> Vm:
+        """A new pristine VM of `choice`; the caller closes it."""
+        if self._closed:
+            raise RuntimeError("the VM pool is closed")
+        from harness.vm.saved_state import start_vm
+
+        if choice.custom_path is not None:
+            from harness.vm.custom_kernel import prepare_custom_kernel
+
+            kernel = prepare_custom_kernel(choice.custom_path, progress=self.progress)
+        else:
+            kernel = None
+        return start_vm(
+            self.image(choice.recipe),
+            kernel=kernel,
+            accelerator=self.accelerator,
+            memory_mib=self.memory_mib,
+            fresh=self.fresh_mode,
+            progress=self.progress,
+        )
+
+    def shared(self, choice: KernelChoice) -> Vm:
+        """This process's VM of `choice`, started on first use and replaced if it died."""
+        vm = self._shared.get(choice)
+        if vm is not None and not (vm.alive() and vm.ssh.is_active):
+            self.progress(f"{choice.id}: the shared VM died; starting a new one")
+            vm.close()
+            vm = None
+        if vm is None:
+            vm = self._shared[choice] = self.start(choice)
+        return vm
+
+    def close(self) -> None:
+        self._closed = True
+        vms, self._shared = list(self._shared.values()), {}
+        for vm in vms:
+            vm.close()
