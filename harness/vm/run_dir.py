@@ -54,7 +54,7 @@ class RunDir:
         self.release()
 
 
-def _lock_is_free(lock: Path) -> bool:
+def lock_is_free(lock: Path) -> bool:
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -94,7 +94,7 @@ def sweep_stale_runs(parent: Path, *, now: float | None = None) -> list[Path]:
             continue
         lock = run_dir / LOCK_NAME
         if lock.exists():
-            if not _lock_is_free(lock):
+            if not lock_is_free(lock):
                 continue
         else:
             try:

@@ -138,6 +138,10 @@ class SshSession(Closing):
             check=check,
         )
 
+    def open_channel(self, timeout: float = 30.0) -> paramiko.Channel:
+        """A raw session channel, e.g. for an interactive shell (see ssh_shell.py)."""
+        return self._channel("an interactive shell", timeout)
+
     def _channel(self, line: str, timeout: float) -> paramiko.Channel:
         try:
             return self._transport.open_session(timeout=timeout)

@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from harness import cli
 from harness.commands import mdev as mdev_commands
+from harness.commands import vm as vm_commands
 from harness.mdev import MdevSysfs
 from harness.mdev.fake import FakeMdevTree, FakeParentSpec, FakeTypeSpec
+from harness.vm.run_dir import RunDir
+from harness.vm.sessions import (
+    SESSION_FILE,
+    Session,
+    SessionNotFoundError,
+    find_session,
+    live_sessions,
+)
 
 
 @pytest.fixture
@@ -60,3 +71,42 @@ def test_unknown_recipe_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> N
     assert cli.main(["images", "build", "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "nosuch.toml" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ([], (None, [])),
+        (["vm-abc"], ("vm-abc", [])),
+        (["--", "uname", "-r"], (None, ["uname", "-r"])),
+        (["trixie", "--", "ls", "--", "x"], ("trixie", ["ls", "--", "x"])),
+    ],
+)
+def test_vm_ssh_words(words: list[str], expected: tuple[str | None, list[str]]) -> None:
+    assert vm_commands.split_ssh_words(words) == expected
+
+
+def test_vm_ssh_without_a_running_vm_says_how_to_start_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    assert cli.main(["vm", "ssh", "--", "true"]) == 2
+    assert "no running VM: start one with `vfio-harness vm boot`" in capsys.readouterr().err
+    assert cli.main(["vm", "ssh", "a", "b"]) == 2
+    assert "one VM name at most" in capsys.readouterr().err
+
+
+def test_vm_sessions_are_live_only_while_locked(tmp_path: Path) -> None:
+    """A session whose vm boot process died (lock free) is not offered for connecting."""
+    live = RunDir.create(tmp_path)
+    dead = RunDir.create(tmp_path)
+    for run, label in ((live, "bookworm"), (dead, "trixie")):
+        session = Session(run.path.name, label, "6.1", "tcg", 1, "k", "h", str(run.path))
+        (run.path / SESSION_FILE).write_text(json.dumps(asdict(session)))
+    dead.release()
+    assert [s.label for s in live_sessions(tmp_path)] == ["bookworm"]
+    assert find_session(None, tmp_path).name == live.path.name
+    assert find_session("bookworm", tmp_path).name == live.path.name
+    with pytest.raises(SessionNotFoundError, match="no running VM called 'trixie'"):
+        find_session("trixie", tmp_path)
+    live.release()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.vm
 
 
 @pytest.mark.parametrize("name", ["bookworm", "trixie", "sid"])
-def test_boot_run_command_and_tear_down(name: str) -> None:
+def test_boot_run_command_and_tear_down(name: str, tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None:
         vm_unavailable("qemu-system-x86_64 not found: run `vfio-harness setup --profile vm`")
     image = build_image(name)
@@ -24,6 +26,13 @@ def test_boot_run_command_and_tear_down(name: str) -> None:
         assert vm.run("uname -r").strip() == image.kernel_release
         loaded = vm.run("cat /proc/modules | cut -d' ' -f1").split()
         assert set(VFIO_MODULES) <= set(loaded)
+        # SFTP both ways, with a file bigger than one SFTP packet.
+        payload = tmp_path / "payload"
+        payload.write_bytes(os.urandom(3 << 20))
+        vm.ssh.put(payload, "/tmp/payload", mode=0o600)
+        assert vm.run("stat -c '%s %a' /tmp/payload").split() == [str(3 << 20), "600"]
+        vm.ssh.get("/tmp/payload", tmp_path / "back")
+        assert (tmp_path / "back").read_bytes() == payload.read_bytes()
         print(
             f"{name}: {image.kernel_release} ready in {vm.times.boot_to_ready_s:.1f} s "
             f"[{vm.accelerator.name}: {vm.accelerator.reason}]"
