@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: MIT
+"""Leaks: run pytest with the VM fixtures N times, ending runs normally, by SIGINT (Ctrl-C),
+by SIGKILL of pytest, and by SIGKILL of an xdist worker; count what is left behind.
+
+    tox -e bench -- bench/leaks.py [--runs 20] [--kernel bookworm]
+
+After each run it waits up to 15 s for watchdogs to finish, then counts QEMU processes,
+overlay files and run directories of the harness. It reports the counts; it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from harness.vm.machine import runs_dir
+
+INNER = textwrap.dedent(
+    """
+    import os, time
+    from pathlib import Path
+
+    def _ready():
+        Path(os.environ["LEAK_READY"], str(os.getpid())).touch()
+
+    def test_shared(vm):
+        vm.run("true")
+
+    def test_fresh(fresh_vm):
+        fresh_vm.run("true")
+        _ready()
+        if os.environ.get("LEAK_HANG"):
+            time.sleep(600)
+    """
+)
+MODES = ("complete", "sigint", "sigkill-pytest", "sigkill-worker")
+
+
+def leftovers() -> tuple[int, int, int]:
+    root = runs_dir()
+    qemus = subprocess.run(
+        ["pgrep", "-f", f"qemu-system.*{root}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    overlays = list(root.glob("*/*.qcow2"))
+    dirs = [d for d in root.iterdir() if d.is_dir()]
+    return len(qemus), len(overlays), len(dirs)
+
+
+def one_run(mode: str, kernel: str, workdir: Path) -> tuple[float, tuple[int, int, int]]:
+    ready = workdir / "ready"
+    ready.mkdir(exist_ok=True)
+    for old in ready.iterdir():
+        old.unlink()
+    env = {**os.environ, "LEAK_READY": str(ready)}
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--kernel", kernel]
+    if mode != "complete":
+        env["LEAK_HANG"] = "1"
+    if mode == "sigkill-worker":
+        args += ["-n", "2", "--max-worker-restart", "0"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*args, "test_inner.py"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if mode != "complete":
+        while not any(ready.iterdir()) and process.poll() is None:
+            time.sleep(0.05)
+        pid = int(next(ready.iterdir()).name) if any(ready.iterdir()) else process.pid
+        victim, how = {
+            "sigint": (process.pid, signal.SIGINT),
+            "sigkill-pytest": (process.pid, signal.SIGKILL),
+            "sigkill-worker": (pid, signal.SIGKILL),
+        }[mode]
+        os.kill(victim, how)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    elapsed = time.monotonic() - started
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(leftovers()):
+        time.sleep(0.1)
+    return elapsed, leftovers()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--kernel", default="bookworm")
+    args = parser.parse_args()
+    before = leftovers()
+    print(f"before: {before[0]} QEMU, {before[1]} overlays, {before[2]} run dirs", flush=True)
+    totals = [0, 0, 0]
+    with tempfile.TemporaryDirectory(prefix="bench-leaks-") as scratch:
+        workdir = Path(scratch)
+        (workdir / "test_inner.py").write_text(INNER)
+        for index in range(args.runs):
+            mode = MODES[index % len(MODES)]
+            elapsed, (qemus, overlays, dirs) = one_run(mode, args.kernel, workdir)
+            totals = [qemus, overlays, dirs]
+            print(
+                f"run {index + 1:2d} {mode:<15} {elapsed:5.1f} s  left: {qemus} QEMU, "
+                f"{overlays} overlays, {dirs} run dirs",
+                flush=True,
+            )
+    print(f"after {args.runs} runs: {totals[0]} QEMU, {totals[1]} overlays, {totals[2]} run dirs")
+
+
+if __name__ == "__main__":
+    main()
