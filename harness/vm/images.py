@@ -118,6 +118,11 @@ def cached_image(recipe: Recipe) -> BuiltImage | None:
         return None
 
 
+# A changed recipe gets a new image; the previous one is kept too (another checkout or branch
+# sharing the cache may still use it), older ones are deleted.
+KEEP_IMAGES_PER_RECIPE = 2
+
+
 def build_image(
     recipe: Recipe | Path | str,
     *,
@@ -152,7 +157,18 @@ def build_image(
         finally:
             if scratch.exists():
                 remove_tree(scratch)
+    for old in superseded_images(images_root(), recipe.name, keep=KEEP_IMAGES_PER_RECIPE):
+        progress(f"{recipe.name}: removing the superseded image {old.name}")
+        remove_tree(old)
+        old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
     return BuiltImage(final, manifest)
+
+
+def superseded_images(root: Path, name: str, keep: int) -> list[Path]:
+    """Images of recipe `name` beyond the `keep` newest (by build time, newest first)."""
+    built = [d for d in root.glob(f"{name}-*") if (d / MANIFEST_NAME).is_file()]
+    built.sort(key=lambda d: (d / MANIFEST_NAME).stat().st_mtime, reverse=True)
+    return built[keep:]
 
 
 def recipe_dir() -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import lzma
+import os
 import shutil
 import struct
 import subprocess
@@ -517,3 +518,17 @@ def test_recipe_names_resolve_in_the_recipe_dir(
     assert images.recipe_dir() == tmp_path
     with pytest.raises(RecipeError, match=r"absent\.toml"):
         images.resolve_recipe("absent")
+
+
+def test_only_the_newest_images_of_a_recipe_are_kept(tmp_path: Path) -> None:
+    from harness.vm.images import superseded_images
+    from harness.vm.manifest import MANIFEST_NAME
+
+    for age, name in enumerate(["bookworm-new", "bookworm-mid", "bookworm-old", "trixie-old"]):
+        (tmp_path / name).mkdir()
+        manifest = tmp_path / name / MANIFEST_NAME
+        manifest.write_text("{}")
+        os.utime(manifest, (1000 - age, 1000 - age))
+    (tmp_path / "bookworm-unfinished").mkdir()  # no manifest: a build in progress
+    assert superseded_images(tmp_path, "bookworm", keep=2) == [tmp_path / "bookworm-old"]
+    assert superseded_images(tmp_path, "trixie", keep=2) == []
