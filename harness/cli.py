@@ -34,7 +34,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"  kernels:  {', '.join(kernels)}")
     print(f"  workers:  {args.workers}")
     print("  steps:    build/reuse image and module, boot VMs, create mdevs, run the suite")
-    print("dry run: the VM layer is not built yet (issue #3); nothing was booted.")
+    print("dry run: the conformance suite is not written yet; nothing was booted.")
+    print("boot a VM with `vfio-harness vm boot`, or run `tox -e vm` for the VM tests.")
     return 0
 
 
