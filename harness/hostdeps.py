@@ -24,11 +24,14 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "dropbear-bin",
         "qemu-system-x86",
         "qemu-utils",
+        "kmod",  # depmod, for the custom-kernel modules-disk tests
+        "make",  # the module builder's host-toolchain path (a user's own kernel tree)
     ),
     # Guest images (harness/vm): bootstrap, disk, kernel/module decompression, overlays, QEMU.
     "vm": (
         "mmdebstrap",
         "e2fsprogs",
+        "kmod",  # depmod for a custom kernel's modules disk
         "zstd",
         "xz-utils",
         "qemu-utils",

@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""The VM layer: guest images built from the recipes in vm_images/ (more to come: the QEMU
-launcher and the SSH layer).
+"""The VM layer: guest images (images.py, from the recipes in vm_images/), kernels of your own
+(custom_kernel.py), QEMU (qemu_cmdline.py, qmp.py), disposable VMs (machine.py: cold boot;
+saved_state.py: restore), their clean-up (run_dir.py, watchdog.py) and SSH (ssh*.py).
+It knows nothing of VFIO beyond checking that the guest loaded its modules.
 
 Kernel command line the guest understands (set by the launcher):
   harness.authkey=<base64>  base64 of root's authorized_keys line (the run's public key)
   harness.root=<device>     the root disk for the initrd (default /dev/vda)
+  harness.modules=<device>  a custom kernel's modules disk (/dev/vdb), mounted read-only
 """
 
 from harness.vm.images import (

@@ -1,11 +1,16 @@
 # SPDX-License-Identifier: MIT
-"""The guest's tiny initrd: static busybox, the disk modules of the image's kernel, an /init.
+"""The guest's tiny initrd: static busybox, the kernel's disk modules, an /init.
 
 Debian kernels have virtio_pci, virtio_blk and ext4 as modules, so the kernel cannot mount the
 root disk by itself. The initrd loads just those (with their dependencies, from modules.dep,
 decompressed on the host so busybox's insmod needs no XZ/zstd support), mounts /dev/vda and
 switch_roots to the guest init. It is an uncompressed newc cpio of a few MB: the kernel would
 spend longer decompressing it under TCG than QEMU spends loading it.
+
+The same builder serves any kernel: an image's Debian kernel or a developer's own, whose
+modules dir may be missing altogether (everything built in) and whose built-in drivers, per
+modules.builtin or its .config, are skipped. The init also mounts a custom kernel's modules
+disk (harness.modules=DEV) on the root's lib/modules/<release>.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import gzip
 import lzma
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -73,30 +78,42 @@ def builtin_modules(text: str) -> set[str]:
 
 
 def resolve_modules(
-    modules_dir: Path,
+    modules_dir: Path | None,
     required: Sequence[str] = REQUIRED_MODULES,
     optional: Sequence[str] = OPTIONAL_MODULES,
+    *,
+    builtin: Collection[str] = (),
 ) -> list[str]:
-    """Relative paths of the wanted modules and their dependencies, in load order."""
-    dep_file = modules_dir / "modules.dep"
-    try:
-        table = parse_modules_dep(dep_file.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise InitrdError(
-            f"{dep_file} is missing: run depmod for this kernel (in the image's chroot)"
-        ) from err
-    builtin_file = modules_dir / "modules.builtin"
-    builtin = builtin_modules(builtin_file.read_text()) if builtin_file.exists() else set()
+    """Relative paths of the wanted modules and their dependencies, in load order.
+
+    `modules_dir` None: a kernel without modules, which must have every required one in
+    `builtin` (names the caller knows are built in, e.g. from the kernel's .config).
+    """
+    table: dict[str, tuple[str, list[str]]] = {}
+    built_in = {name.replace("-", "_") for name in builtin}
+    where = "the kernel's modules (it has none)"
+    if modules_dir is not None:
+        dep_file = modules_dir / "modules.dep"
+        where = str(dep_file)
+        try:
+            table = parse_modules_dep(dep_file.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise InitrdError(
+                f"{dep_file} is missing: run depmod for this kernel (in the image's chroot)"
+            ) from err
+        builtin_file = modules_dir / "modules.builtin"
+        if builtin_file.exists():
+            built_in |= builtin_modules(builtin_file.read_text())
     order: list[str] = []
     for wanted in [*required, *optional]:
         name = wanted.replace("-", "_")
         if name in table:
             _add_with_deps(table[name][0], table, order)
-        elif name not in builtin and wanted in required:
+        elif name not in built_in and wanted in required:
             raise InitrdError(
-                f"module {wanted} is neither in {dep_file} nor built in: the guest could not "
-                "mount its disk. Does the image's kernel package ship it (see the recipe's "
-                "path_exclude)?"
+                f"module {wanted} is neither in {where} nor built in: the guest could not "
+                "mount its disk. Does the kernel package ship it (see the recipe's "
+                "path_exclude), or was it left out of the kernel's configuration?"
             )
     return order
 
@@ -132,7 +149,9 @@ def init_script() -> bytes:
     return resources.files("harness.vm.guest_init").joinpath(INIT_RESOURCE).read_bytes()
 
 
-def initrd_entries(busybox: Path, modules_dir: Path, modules: Iterable[str]) -> list[CpioEntry]:
+def initrd_entries(
+    busybox: Path, modules_dir: Path | None, modules: Iterable[str]
+) -> list[CpioEntry]:
     """Everything the initrd holds, in archive order (directories before their contents)."""
     entries = [
         CpioEntry(d, _DIR)
@@ -144,6 +163,8 @@ def initrd_entries(busybox: Path, modules_dir: Path, modules: Iterable[str]) -> 
     entries.append(CpioEntry("init", _EXEC, init_script()))
     names: list[str] = []
     for relative in modules:
+        if modules_dir is None:
+            raise InitrdError(f"module {relative} asked for, but the kernel has no modules dir")
         name = module_name(relative) + ".ko"
         entries.append(CpioEntry(f"lib/modules/{name}", _FILE, read_module(modules_dir / relative)))
         names.append(name)
@@ -182,13 +203,19 @@ def cpio_newc(entries: Iterable[CpioEntry]) -> bytes:
     return bytes(out)
 
 
-def build_initrd(busybox: Path, modules_dir: Path, dest: Path) -> list[str]:
-    """Write the initrd to `dest`; return the module file names it loads, in order."""
+def build_initrd(
+    busybox: Path, modules_dir: Path | None, dest: Path, *, builtin: Collection[str] = ()
+) -> list[str]:
+    """Write the initrd to `dest`; return the module file names it loads, in order.
+
+    `modules_dir` is the kernel's lib/modules/<release> (depmod already run), or None for a
+    kernel without modules; `builtin` adds module names known to be built in.
+    """
     if not busybox.is_file():
         raise InitrdError(
             f"{busybox} is missing: the recipe's packages must include busybox-static"
         )
-    modules = resolve_modules(modules_dir)
+    modules = resolve_modules(modules_dir, builtin=builtin)
     entries = initrd_entries(busybox, modules_dir, modules)
     tmp = dest.with_name(f".{dest.name}.tmp")
     tmp.write_bytes(cpio_newc(entries))

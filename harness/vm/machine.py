@@ -81,6 +81,8 @@ class GuestKernel(Protocol):
     def release(self) -> str: ...
     @property
     def kernel_params(self) -> Mapping[str, str]: ...
+    @property
+    def config(self) -> Path | None: ...
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,8 @@ def guest_spec(
 ) -> VmSpec:
     """The one VmSpec shape used for cold boots, saved states and restores alike."""
     image, custom = machine.image, machine.kernel
-    params = {"harness.authkey": authkey_param(authorized_key)}
-    if custom is not None:
-        params.update(custom.kernel_params)
+    params = dict(custom.kernel_params) if custom is not None else {}
+    params["harness.authkey"] = authkey_param(authorized_key)  # ours: a bundle cannot override
     return VmSpec(
         kernel=custom.kernel if custom is not None else image.vmlinux,
         initrd=custom.initrd if custom is not None else image.initrd,
@@ -307,8 +308,15 @@ def wait_until_ready(
 
 
 def modules_check_command() -> str:
-    """Prints the VFIO modules that are not loaded (nothing when all are)."""
-    return " ".join(f"[ -d /sys/module/{m} ] || echo {m};" for m in VFIO_MODULES)
+    """Prints the VFIO modules that are neither loaded nor built in (nothing when all are).
+
+    A built-in module without parameters has no /sys/module entry; modules.builtin lists it.
+    """
+    return (
+        "b=/lib/modules/$(uname -r)/modules.builtin; "
+        f"for m in {' '.join(VFIO_MODULES)}; do "
+        '[ -d /sys/module/$m ] || grep -qs "/$m\\.ko$" "$b" || echo $m; done;'
+    )
 
 
 def clock_sync_command() -> str:

@@ -72,7 +72,7 @@ def _kill_recorded_qemu(run_dir: Path) -> None:
     """Kill the QEMU whose pidfile is in `run_dir`, if that pid is still that QEMU."""
     try:
         pid = int((run_dir / QEMU_PIDFILE).read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = _cmdline(pid)
     except (OSError, ValueError):
         return
     # The pid may have been reused: only a process naming this run directory is ours.
@@ -81,6 +81,16 @@ def _kill_recorded_qemu(run_dir: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> bytes:
+    """/proc/PID/cmdline; a process caught inside execve() briefly shows an empty one."""
+    for _ in range(20):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if cmdline:
+            break
+        time.sleep(0.05)
+    return cmdline
 
 
 def sweep_stale_runs(parent: Path, *, now: float | None = None) -> list[Path]:

@@ -264,6 +264,10 @@ def start_vm(
     "restore" raises instead of falling back; "boot" always boots cold and saves nothing.
     """
     machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp, kernel)
+    if fresh != "boot" and kernel is not None and not reseeds_on_restore(kernel.config):
+        # Restored copies would share the saved guest's RNG state: boot each one instead.
+        progress(f"{machine.label}: no CONFIG_VMGENID=y in its config: cold-booting, no restore")
+        fresh = "boot"
     if fresh == "boot":
         return cold_boot(machine, progress)
     saved = find_saved_state(machine)
@@ -280,6 +284,16 @@ def start_vm(
         progress(f"{machine.label}: saved state unusable ({exc}); discarding it, booting cold")
         discard(saved)
         return cold_boot(machine, progress)
+
+
+def reseeds_on_restore(config: Path | None) -> bool:
+    """Whether a kernel reseeds its RNG when its VM generation ID changes (vmgenid driver)."""
+    if config is None:
+        return False
+    try:
+        return "CONFIG_VMGENID=y" in config.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
 
 
 def _boot_and_save(machine: GuestMachine, progress: Progress) -> Vm:

@@ -41,6 +41,6 @@ def test_boot_run_command_and_tear_down(name: str, tmp_path: Path) -> None:
     assert process.poll() is not None, "QEMU still running after close()"
     assert not run_dir.exists(), "the run directory (overlay, sockets) was left behind"
     leftovers = subprocess.run(
-        ["pgrep", "-f", f"vfio-harness-{name}"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", str(run_dir)], capture_output=True, text=True, check=False
     ).stdout
     assert not leftovers, f"QEMU processes left behind: {leftovers}"
