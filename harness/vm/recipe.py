@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the builder changes what it produces for the same recipe.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 # The guest init needs these; a recipe must list them so it says what the image holds.
 REQUIRED_PACKAGES: Mapping[str, str] = {
@@ -73,9 +73,11 @@ class Recipe:
     source: Path | None = field(default=None, compare=False)
 
     def content(self) -> dict[str, Any]:
-        """Every field that shapes the image, as plain data (the file's path is not one)."""
+        """Every field that shapes the image, as plain data. Neither the file's path nor
+        [build_env] is one: the build chroot has its own cache key (harness/kmod)."""
         data = asdict(self)
         data.pop("source")
+        data.pop("build_env")
         return data
 
     def cache_key(self, extra: bytes = b"") -> str:
