@@ -47,6 +47,7 @@ from harness.vm.rootfs import RootfsError, remove_tree
 # Bump when the builder changes what it produces for the same kernel.
 KERNEL_BUILDER_VERSION = 1
 BUNDLE_FILE = "bundle.json"
+KEEP_BUNDLES_PER_RELEASE = 2
 BUNDLE_FORMAT = 1
 MODULES_PARAM = "harness.modules"
 # The first extra disk: boot() attaches extra_disks right after the root disk (/dev/vda).
@@ -173,7 +174,23 @@ def prepare_custom_kernel(
         finally:
             if scratch.exists():
                 remove_tree(scratch)
+    for old in superseded_bundles(kernels_root(), record.release, keep=KEEP_BUNDLES_PER_RELEASE):
+        progress(f"{source.label}: removing the superseded bundle {old.name}")
+        remove_tree(old)
+        old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
     return _bundle(source, final, record)
+
+
+def superseded_bundles(root: Path, release: str, keep: int) -> list[Path]:
+    """Bundles of kernel `release` beyond the `keep` newest: each rebuild of a developer's
+    tree makes a new one (~100 MB), and only the latest few are booted again."""
+    same: list[Path] = []
+    for record_file in root.glob(f"*/{BUNDLE_FILE}"):
+        record = BundleRecord.read(record_file.parent)
+        if record is not None and record.release == release:
+            same.append(record_file.parent)
+    same.sort(key=lambda d: (d / BUNDLE_FILE).stat().st_mtime, reverse=True)
+    return same[keep:]
 
 
 def _bundle(source: KernelSource, directory: Path, record: BundleRecord) -> KernelBundle:

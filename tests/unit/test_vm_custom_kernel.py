@@ -692,3 +692,22 @@ def test_bundle_for_image(tmp_path: Path) -> None:
         config=tmp_path / "config",
         kernel_params={},
     )
+
+
+def test_only_the_newest_bundles_of_a_release_are_kept(tmp_path: Path) -> None:
+    from harness.vm.custom_kernel import BUNDLE_FILE, BundleRecord, superseded_bundles
+
+    def bundle(name: str, release: str, age: int) -> Path:
+        directory = tmp_path / name
+        directory.mkdir()
+        record = BundleRecord(name, release, "vmlinux", "initrd.img", None, None, (), {}, 0.0)
+        record.write(directory)
+        os.utime(directory / BUNDLE_FILE, (1000 - age, 1000 - age))
+        return directory
+
+    bundle("6.12.0-a", "6.12.0", 0)
+    bundle("6.12.0-b", "6.12.0", 1)
+    oldest = bundle("6.12.0-c", "6.12.0", 2)
+    bundle("6.12.01-x", "6.12.01", 3)  # another release, despite the common prefix
+    assert superseded_bundles(tmp_path, "6.12.0", keep=2) == [oldest]
+    assert superseded_bundles(tmp_path, "6.12.01", keep=2) == []
