@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from harness.vm.images import recipe_dir
 from harness.vm.machine import runs_dir
 
 INNER = textwrap.dedent(
@@ -58,7 +59,7 @@ def one_run(mode: str, kernel: str, workdir: Path) -> tuple[float, tuple[int, in
     ready.mkdir(exist_ok=True)
     for old in ready.iterdir():
         old.unlink()
-    env = {**os.environ, "LEAK_READY": str(ready)}
+    env = {**os.environ, "LEAK_READY": str(ready), "HARNESS_VM_IMAGES": str(recipe_dir())}
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--kernel", kernel]
     if mode != "complete":
         env["LEAK_HANG"] = "1"

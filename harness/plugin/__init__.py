@@ -73,9 +73,11 @@ _KERNELS = pytest.StashKey[list[KernelChoice]]()
 
 def _kernel_choices(config: pytest.Config) -> list[KernelChoice]:
     value = config.getoption("--kernel") or os.environ.get(KERNEL_ENV) or DEFAULT_KERNELS
+    from harness.vm.images import ImageBuildError  # no vm_images/ to check names against
+
     try:
         return list(parse_kernels(value))
-    except KernelChoiceError as exc:
+    except (KernelChoiceError, ImageBuildError) as exc:
         raise pytest.UsageError(str(exc)) from None
 
 

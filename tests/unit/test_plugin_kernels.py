@@ -12,6 +12,14 @@ from harness.plugin.kernels import CUSTOM_KERNEL_ROOTFS, KernelChoiceError, pars
 pytest_plugins = ["pytester"]
 
 KNOWN = ("bookworm", "sid", "trixie")
+RECIPES = Path(__file__).resolve().parents[2] / "vm_images"
+
+
+@pytest.fixture(autouse=True)
+def recipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytester runs in a scratch directory, and tox installs the package as a wheel: point
+    the plugin at the checkout's recipes."""
+    monkeypatch.setenv("HARNESS_VM_IMAGES", str(RECIPES))
 
 
 def test_names_in_order_without_duplicates() -> None:

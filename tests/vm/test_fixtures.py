@@ -19,6 +19,8 @@ from harness.plugin.policy import vm_unavailable
 
 pytestmark = pytest.mark.vm
 
+RECIPES = Path(__file__).resolve().parents[2] / "vm_images"
+
 INNER_TESTS = textwrap.dedent(
     """
     import os, time
@@ -61,7 +63,8 @@ def _inner(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "FIXTURE_OUT": str(out)}
+    # The inner pytest runs in a scratch directory, and tox installs the package as a wheel.
+    env = {**os.environ, "FIXTURE_OUT": str(out), "HARNESS_VM_IMAGES": str(RECIPES)}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
