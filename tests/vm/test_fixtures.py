@@ -128,7 +128,8 @@ def test_interrupted_runs_leave_nothing(
     try:
         deadline = time.monotonic() + 300
         while not any(out.iterdir()):
-            assert process.poll() is None, process.communicate()[0]
+            if process.poll() is not None:
+                pytest.fail(f"the inner run ended early:\n{_output(process)}", pytrace=False)
             assert time.monotonic() < deadline, "the inner test never got its VM"
             time.sleep(0.1)
         time.sleep(0.2)
@@ -138,4 +139,10 @@ def test_interrupted_runs_leave_nothing(
         _assert_gone(notes)
     finally:
         process.kill()
-        process.communicate()
+        process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _output(process: subprocess.Popen[str]) -> str:
+    return process.stdout.read() if process.stdout is not None else ""
