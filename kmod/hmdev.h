@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * vfio_harness_mdev: shared state and the interfaces between the driver's files.
+ *
+ * main.c      module init/exit, parent device, mdev types, probe/remove, vfio_device_ops
+ * config.c    emulated PCI config space (region 7)
+ * bar0.c      the register block (region 0) and its side effects
+ * dma.c       the DMA engine: pin/unpin, vfio_dma_rw, kept pins, .dma_unmap
+ * mem.c       device memory (region 2): read/write, mmap, sparse-mmap capability
+ * irq.c       INTx, MSI, ERR, REQ: SET_IRQS, eventfds, loopback triggers
+ * migration.c VFIO migration v2 (STOP, RUNNING, STOP_COPY, RESUMING, PRE_COPY)
+ * compat.h    every kernel version difference, in one place
+ *
+ * The register map is documented in README.md; its offsets are in hmdev_regs.h.
+ */
+#ifndef HMDEV_H
+#define HMDEV_H
+
+#include <linux/eventfd.h>
+#include <linux/list.h>
+#include <linux/mdev.h>
+#include <linux/mutex.h>
+#include <linux/types.h>
+#include <linux/vfio.h>
+
+#include "hmdev_regs.h"
+
+#define HMDEV_NAME		"vfio_harness_mdev"
+#define HMDEV_CONFIG_SIZE	256
+#define HMDEV_BAR0_SIZE		4096
+#define HMDEV_MAX_KEPT_PAGES	1024
+#define HMDEV_PIN_BATCH		512
+#define HMDEV_DMA_MAX_LEN	(1U << 20)
+
+enum hmdev_type_index {
+	HMDEV_TYPE_SMALL = 0,
+	HMDEV_TYPE_LARGE = 1,
+	HMDEV_NR_TYPES,
+};
+
+struct hmdev_type {
+	struct mdev_type type;	/* embedded: sysfs name, pretty name */
+	enum hmdev_type_index index;
+	size_t mem_size;	/* BAR2 bytes */
+};
+
+/* One IRQ index's user-space side: an eventfd trigger, and INTx's mask state. */
+struct hmdev_irq {
+	struct eventfd_ctx *trigger;
+	bool masked;		/* INTx only: auto-masked on fire, unmasked by SET_IRQS */
+	bool enabled;		/* MSI: enabled through SET_IRQS */
+};
+
+/* A range of IOVA whose pages the DMA engine keeps pinned until unmap, reset or close. */
+struct hmdev_kept_pin {
+	struct list_head node;
+	dma_addr_t iova;	/* page aligned */
+	unsigned long npages;
+};
+
+struct hmdev_mig_file;
+
+struct hmdev_state {
+	struct vfio_device vdev;	/* first: container_of() from the core's pointer */
+	const struct hmdev_type *type;
+	struct mutex lock;		/* everything below */
+	bool open;
+
+	u8 config[HMDEV_CONFIG_SIZE];
+	u32 bar0_addr_mask;		/* BAR sizing latch for BAR0 */
+	u64 bar2_addr_mask;		/* ... and for the 64-bit BAR2 */
+	u8 regs[HMDEV_BAR0_SIZE];	/* register bytes, little endian (hmdev_regs.h) */
+
+	void *mem;			/* BAR2: vmalloc_user() memory, mem_size bytes */
+	size_t mem_size;
+
+	struct hmdev_irq irqs[VFIO_PCI_NUM_IRQS];
+
+	struct list_head kept_pins;	/* struct hmdev_kept_pin */
+	unsigned long kept_pages;
+
+	/* migration.c */
+	enum vfio_device_mig_state mig_state;
+	struct hmdev_mig_file *saving;
+	struct hmdev_mig_file *resuming;
+};
+
+static inline struct hmdev_state *to_hmdev(struct vfio_device *vdev)
+{
+	return container_of(vdev, struct hmdev_state, vdev);
+}
+
+/* Register accessors on s->regs (little endian), for any file holding s->lock. */
+u32 hmdev_reg_read32(const struct hmdev_state *s, unsigned int off);
+void hmdev_reg_write32(struct hmdev_state *s, unsigned int off, u32 val);
+u64 hmdev_reg_read64(const struct hmdev_state *s, unsigned int off);
+
+/* config.c */
+void hmdev_config_init(struct hmdev_state *s);
+ssize_t hmdev_config_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
+			bool write);
+
+/* bar0.c: pos is the offset inside BAR0 */
+void hmdev_regs_init(struct hmdev_state *s);
+ssize_t hmdev_bar0_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
+		      bool write);
+
+/* dma.c */
+void hmdev_dma_run(struct hmdev_state *s);	/* the DMA_CMD doorbell */
+void hmdev_dma_unpin_all(struct hmdev_state *s);
+void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
+
+/* mem.c */
+ssize_t hmdev_mem_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
+		     bool write);
+int hmdev_mem_mmap(struct hmdev_state *s, struct vm_area_struct *vma);
+int hmdev_mem_region_info(struct hmdev_state *s, struct vfio_region_info *info,
+			  struct vfio_info_cap *caps);
+
+/* irq.c */
+int hmdev_set_irqs(struct hmdev_state *s, struct vfio_irq_set *hdr, void *data);
+void hmdev_irq_raise(struct hmdev_state *s, u32 status_bits);	/* after IRQ_STATUS |= */
+void hmdev_irq_signal(struct hmdev_state *s, unsigned int index);
+void hmdev_irq_release_all(struct hmdev_state *s);
+
+/* main.c: back to power-on defaults (VFIO_DEVICE_RESET, close, resume) */
+void hmdev_reset(struct hmdev_state *s);
+
+/* migration.c */
+void hmdev_mig_setup(struct hmdev_state *s);	/* from probe: sets mig_ops, flags */
+void hmdev_mig_close(struct hmdev_state *s);	/* from close_device */
+bool hmdev_mig_running(const struct hmdev_state *s);	/* DMA and doorbells allowed */
+
+#endif /* HMDEV_H */
