@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from harness.cache import cache_root
 from harness.vm.images import recipe_dir
 from harness.vm.machine import runs_dir
 
@@ -42,6 +43,18 @@ INNER = textwrap.dedent(
     """
 )
 MODES = ("complete", "sigint", "sigkill-pytest", "sigkill-worker")
+
+
+def private_cache(scratch: Path) -> Path:
+    """A cache sharing images and saved states with the real one but with its own run
+    directories, so VMs of other programs running meanwhile are not counted."""
+    real = cache_root()
+    private = scratch / "cache"
+    private.mkdir()
+    for shared in ("images", "states", "apt", "debian", "kernels", "build-envs"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (private / shared).symlink_to(real / shared)
+    return private
 
 
 def leftovers() -> tuple[int, int, int]:
@@ -100,11 +113,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--kernel", default="bookworm")
     args = parser.parse_args()
-    before = leftovers()
-    print(f"before: {before[0]} QEMU, {before[1]} overlays, {before[2]} run dirs", flush=True)
     totals = [0, 0, 0]
     with tempfile.TemporaryDirectory(prefix="bench-leaks-") as scratch:
         workdir = Path(scratch)
+        os.environ["HARNESS_CACHE_DIR"] = str(private_cache(workdir))
         (workdir / "test_inner.py").write_text(INNER)
         for index in range(args.runs):
             mode = MODES[index % len(MODES)]

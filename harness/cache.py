@@ -18,7 +18,9 @@ def cache_root() -> Path:
 
 
 def cache_dir(*parts: str) -> Path:
-    """A sub-directory of the cache, created on first use."""
+    """A sub-directory of the cache, created on first use, with symlinks resolved: paths into
+    the cache end up in QEMU command lines and saved-state keys, which must not depend on
+    the route taken to the same files."""
     path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path.resolve()
