@@ -29,6 +29,7 @@ from typing import Protocol
 from harness.cache import cache_dir
 from harness.closing import Closing
 from harness.vm.accel import Accelerator, choose_accelerator
+from harness.vm.console import VerdictKind
 from harness.vm.console_watch import ConsoleWatch
 from harness.vm.images import BuiltImage
 from harness.vm.overlay import create_overlay
@@ -53,6 +54,15 @@ Progress = Callable[[str], None]
 
 class BootError(RuntimeError):
     """The guest did not come up; the message carries the console's tail."""
+
+    def __init__(self, message: str, *, early_panic: bool = False) -> None:
+        super().__init__(message)
+        self.early_panic = early_panic  # the kernel panicked before starting any user space
+
+
+# The kernel's line when it starts the initrd's init: a panic before it happened in the kernel
+# alone, before anything of ours ran.
+USERSPACE_STARTED = "Run /init as init process"
 
 
 @dataclass(frozen=True)
@@ -286,7 +296,11 @@ def wait_until_ready(
         console.poll()
         verdict = console.verdict
         if verdict.fatal or process.poll() is not None:
-            raise BootError(_boot_failure(machine, process, verdict.kind, console))
+            early = verdict.kind == VerdictKind.PANIC and not any(
+                USERSPACE_STARTED in line.text for line in console.lines
+            )
+            message = _boot_failure(machine, process, verdict.kind, console)
+            raise BootError(message, early_panic=early)
         return False
 
     deadline = launched.started + BOOT_TIMEOUT_S * machine.accelerator.timeout_scale
@@ -340,6 +354,21 @@ def boot(
 
 
 def cold_boot(machine: GuestMachine, progress: Progress) -> Vm:
+    """A cold boot. Under TCG, a Debian kernel that panics before any user space ran is booted
+    once more: we have seen 7.2 panic that way about once in 60 TCG boots of the same image,
+    an emulation flake that a real kernel bug would repeat. A custom kernel gets no retry."""
+    retry = machine.kernel is None and machine.accelerator.name == "tcg"
+    try:
+        return _cold_boot_once(machine, progress)
+    except BootError as exc:
+        if not (retry and exc.early_panic):
+            raise
+        first = str(exc).splitlines()[0]
+        progress(f"{machine.label}: early kernel panic under TCG ({first}); booting again")
+        return _cold_boot_once(machine, progress)
+
+
+def _cold_boot_once(machine: GuestMachine, progress: Progress) -> Vm:
     run = new_run_dir()
     launched: Launched | None = None
     try:
@@ -384,8 +413,32 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+# Console logs of guests that failed to start are kept (the run directory is not): the tail in
+# the error rarely shows where a panic began.
+KEPT_FAILED_CONSOLES = 20
+
+
+def failed_consoles_dir() -> Path:
+    return cache_dir("failed-consoles")
+
+
+def keep_console(console: ConsoleWatch) -> Path | None:
+    """Copy a failed guest's whole console log out of its run directory; drop old copies."""
+    source = console.path
+    if not source.is_file():
+        return None
+    kept = failed_consoles_dir()
+    target = kept / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.parent.name}.log"
+    shutil.copyfile(source, target)
+    for old in sorted(kept.glob("*.log"))[:-KEPT_FAILED_CONSOLES]:
+        old.unlink(missing_ok=True)
+    return target
+
+
 def _console_tail(console: ConsoleWatch) -> str:
-    return "console tail:\n" + "\n".join(console.tail(40))
+    kept = keep_console(console)
+    where = f" (whole log: {kept})" if kept is not None else ""
+    return f"console tail{where}:\n" + "\n".join(console.tail(40))
 
 
 def _boot_failure(
