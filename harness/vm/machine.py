@@ -312,6 +312,7 @@ def wait_until_ready(
             identity=identity.pkey,
             host_key=machine.image.host_key,
             should_abort=guest_failed,
+            guest_ready=lambda: console.verdict.ready,  # polled by guest_failed just before
             first_probe_timeout=first_probe_timeout,
         )
     except BootError:

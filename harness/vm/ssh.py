@@ -281,6 +281,7 @@ def wait_for_ssh(
     host_key: HostKey,
     user: str = DEFAULT_USER,
     should_abort: Callable[[], bool] | None = None,
+    guest_ready: Callable[[], bool] | None = None,
     first_probe_timeout: float = 1.0,
     max_probe_timeout: float = 5.0,
     answer_timeout: float = 30.0,
@@ -296,6 +297,9 @@ def wait_for_ssh(
     connections in a slow guest and hit OpenSSH's MaxStartups. Once the server has answered,
     the handshake gets `answer_timeout`. `should_abort()` is asked before every probe and
     during pauses (it may also raise its own error), e.g. when the console shows a panic.
+    `guest_ready()`, also asked during pauses, ends a pause early once it returns True (the
+    guest announced on its console that its SSH server listens), so the next probe is not
+    up to `max_pause` late.
 
     Raises SshUnreachableError at the deadline, SshWaitAbortedError, and at once
     HostKeyMismatchError or SshAuthError, which retrying cannot fix.
@@ -352,4 +356,7 @@ def wait_for_ssh(
         while (left := wait_until - time.monotonic()) > 0:
             if should_abort is not None and should_abort():
                 break  # reported at the top of the loop
+            if guest_ready is not None and guest_ready():
+                pause = min(pause, 0.05)
+                break
             time.sleep(min(left, 0.05))
