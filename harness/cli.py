@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.cli_errors import UserError
+from harness.commands import kmod as kmod_commands
 from harness.commands import mdev as mdev_commands
 from harness.commands import uapi as uapi_commands
 from harness.commands import vm as vm_commands
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.set_defaults(handler=_cmd_setup)
 
     mdev_commands.register(commands)
+    kmod_commands.register(commands)
     uapi_commands.register(commands)
     vm_commands.register(commands)
     return parser

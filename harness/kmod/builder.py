@@ -34,7 +34,7 @@ CHROOT_BUILD_PARENT = "build"  # /build inside the chroot
 CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_NAME = "build.log"
 # A source directory someone built in by hand holds kbuild output; never let it leak in.
-_BUILD_OUTPUT = (
+BUILD_OUTPUT = (
     "*.o",
     "*.ko",
     "*.mod",
@@ -201,7 +201,7 @@ def _stage(source: Path, parent: Path) -> Path:
     """A fresh copy of the source; its name is safe to pass to make as M=."""
     staged = Path(tempfile.mkdtemp(prefix=f"{_module_name(source)}-", dir=parent))
     shutil.copytree(
-        source, staged, ignore=shutil.ignore_patterns(*_BUILD_OUTPUT), dirs_exist_ok=True
+        source, staged, ignore=shutil.ignore_patterns(*BUILD_OUTPUT), dirs_exist_ok=True
     )
     return staged
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.debian import AptError, MirrorNotFoundError, PackageUnpackError, unpacked_package
+from harness.kmod.checkpatch import Checkpatch, CheckpatchError, fetch_checkpatch
 from harness.uapi.layout_check import HeaderSet
 from harness.uapi.raw.versions import KernelVersion
 
@@ -55,3 +56,12 @@ def uapi_header_sets() -> dict[str, HeaderSet]:
     for name, suite in DEBIAN_HEADER_SUITES.items():
         sets[name] = debian_header_set(name, suite)
     return sets
+
+
+@pytest.fixture(scope="session")
+def checkpatch_tool() -> Checkpatch:
+    """checkpatch.pl from the host release's linux-source (cached). A failed fetch fails."""
+    try:
+        return fetch_checkpatch(progress=lambda _line: None)
+    except (AptError, MirrorNotFoundError, PackageUnpackError, CheckpatchError) as err:
+        raise pytest.fail.Exception(f"cannot get checkpatch.pl:\n{err}", pytrace=False) from None

@@ -1,0 +1,230 @@
+# SPDX-License-Identifier: MIT
+"""The reference vendor driver (kmod/) built once per source and guest kernel, and cached.
+
+    ko = build_vendor_module(build_image("trixie"))    # .../vfio_harness_mdev.ko
+
+An entry `<cache>/modules/vendor/<release>-<hash>/` holds the .ko, build.log and record.json.
+The hash covers every file of kmod/ (paths and contents, kbuild output left out, as when the
+builder stages a copy), the build environment (its key and compiler) and the make flags, so an
+unchanged source is never rebuilt and any change is. Builds use W=1, and the module must be
+warning-free: a build with warnings is cached like any other (the same source would warn
+again) and reported as VendorModuleError on every request, with its warnings and log.
+Entries appear by one rename of a finished build under a per-key lock; the newest
+KEEP_PER_RELEASE per kernel release are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.cache import cache_dir
+from harness.kmod.build_env import BuildEnv, build_env_for
+from harness.kmod.builder import BUILD_OUTPUT, LOG_NAME, ModuleBuildError, build_module
+from harness.vm.images import BuiltImage, Progress, stderr_progress
+
+MODULE_CACHE_VERSION = 1
+MODULE_FILE = "vfio_harness_mdev.ko"
+RECORD_NAME = "record.json"
+KEEP_PER_RELEASE = 3
+
+
+class VendorModuleError(RuntimeError):
+    """The vendor module did not build, or built with warnings; the message says which."""
+
+
+@dataclass(frozen=True)
+class VendorModuleRecord:
+    """record.json: what was built from what, and what the compiler said."""
+
+    key: str
+    source_digest: str
+    env_key: str
+    compiler: str
+    kernel_release: str
+    modules: tuple[str, ...]  # .ko file names
+    warnings: tuple[str, ...]
+    modpost_warnings: tuple[str, ...]
+    build_seconds: float
+    built_at: float  # time.time() when it finished
+    format: int = MODULE_CACHE_VERSION
+
+    def write(self, directory: Path) -> None:
+        data = asdict(self)
+        (directory / RECORD_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> VendorModuleRecord:
+        data: Any = json.loads((directory / RECORD_NAME).read_text(encoding="utf-8"))
+        for name in ("modules", "warnings", "modpost_warnings"):
+            data[name] = tuple(data[name])
+        return cls(**data)
+
+
+def kmod_dir() -> Path:
+    """kmod/ of the source checkout, else of the current directory (it is not package data)."""
+    for candidate in (Path(__file__).resolve().parents[2] / "kmod", Path.cwd() / "kmod"):
+        if (candidate / "Kbuild").is_file() or (candidate / "Makefile").is_file():
+            return candidate
+    raise VendorModuleError(
+        f"no kmod/ with a Kbuild or Makefile next to the harness sources or in {Path.cwd()}: "
+        "run from the vfio-harness checkout, or pass source="
+    )
+
+
+def _is_build_output(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in BUILD_OUTPUT)
+
+
+def source_digest(source: Path) -> str:
+    """sha256 of every file under `source`: relative paths and contents, in sorted order."""
+    digest = hashlib.sha256()
+    for directory, subdirs, files in os.walk(source):
+        subdirs[:] = sorted(d for d in subdirs if not _is_build_output(d))
+        for name in sorted(f for f in files if not _is_build_output(f)):
+            path = Path(directory) / name
+            relative = path.relative_to(source).as_posix()
+            digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def vendor_module_key(source: str, env_key: str, compiler: str, release: str) -> str:
+    """`<release>-<hash>`: the kernel in the name, everything that changes the .ko in the hash."""
+    canonical = json.dumps(
+        {
+            "version": MODULE_CACHE_VERSION,
+            "source": source,
+            "env": env_key,
+            "compiler": compiler,
+            "extra_warnings": True,  # W=1
+        },
+        sort_keys=True,
+    )
+    return f"{release}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+
+
+def modules_root() -> Path:
+    return cache_dir("modules", "vendor")
+
+
+def build_vendor_module(
+    image: BuiltImage,
+    progress: Progress = stderr_progress,
+    *,
+    source: Path | None = None,
+) -> Path:
+    """The .ko of kmod/ (or `source`) for `image`'s kernel: cached, else built with W=1.
+
+    Raises VendorModuleError if it does not build or builds with any warning.
+    """
+    source = source or kmod_dir()
+    env = build_env_for(image, progress=progress)
+    compiler = f"{env.compiler} {env.gcc_version}"
+    # A snapshot, so the digest is of exactly what gets built even if kmod/ is being edited.
+    with tempfile.TemporaryDirectory(prefix="kmod-snapshot-") as scratch:
+        snapshot = Path(scratch) / source.resolve().name
+        shutil.copytree(source, snapshot, ignore=shutil.ignore_patterns(*BUILD_OUTPUT))
+        digest = source_digest(snapshot)
+        key = vendor_module_key(digest, env.manifest.key, compiler, env.kernel_release)
+        entry = modules_root() / key
+        what = "cached"
+        if not (entry / RECORD_NAME).is_file():
+            with _locked(entry):
+                if not (entry / RECORD_NAME).is_file():
+                    _build_entry(snapshot, digest, env, entry, progress)
+                    _drop_superseded(env.kernel_release, entry)
+                    what = "built"
+    record = VendorModuleRecord.read(entry)
+    _check_warning_free(record, entry)
+    progress(f"{MODULE_FILE} for {record.kernel_release}: {what} ({entry})")
+    return entry / MODULE_FILE
+
+
+def _build_entry(source: Path, digest: str, env: BuildEnv, entry: Path, progress: Progress) -> None:
+    for leftover in entry.parent.glob(f".{entry.name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
+    try:
+        try:
+            built = build_module(source, env, dest=scratch, extra_warnings=True, progress=progress)
+        except ModuleBuildError as err:
+            raise VendorModuleError(
+                f"kmod/ does not build for {env.kernel_release}: {err}"
+            ) from None
+        names = tuple(m.name for m in built.modules)
+        if MODULE_FILE not in names:
+            raise VendorModuleError(
+                f"building kmod/ for {env.kernel_release} made {', '.join(names)}, not "
+                f"{MODULE_FILE}: does its Kbuild set obj-m := vfio_harness_mdev.o?"
+            )
+        VendorModuleRecord(
+            key=entry.name,
+            source_digest=digest,
+            env_key=env.manifest.key,
+            compiler=f"{env.compiler} {env.gcc_version}",
+            kernel_release=env.kernel_release,
+            modules=names,
+            warnings=built.warnings,
+            modpost_warnings=built.modpost_warnings,
+            build_seconds=built.seconds,
+            built_at=time.time(),
+        ).write(scratch)
+        scratch.chmod(0o755)
+        scratch.rename(entry)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_warning_free(record: VendorModuleRecord, entry: Path) -> None:
+    found = (*record.warnings, *record.modpost_warnings)
+    if not found:
+        return
+    shown = "\n".join(f"  | {line}" for line in found)
+    raise VendorModuleError(
+        f"kmod/ built for {record.kernel_release} ({record.compiler}, W=1) with "
+        f"{len(found)} warning{'' if len(found) == 1 else 's'}; the module must be "
+        f"warning-free:\n{shown}\nFull log: {entry / LOG_NAME}"
+    )
+
+
+def _drop_superseded(release: str, current: Path) -> None:
+    """Entries of `release` beyond the KEEP_PER_RELEASE newest: older states of kmod/."""
+    entries = []
+    for directory in modules_root().glob(f"{release}-*"):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            entries.append((VendorModuleRecord.read(directory).built_at, directory))
+    entries.sort(reverse=True)
+    for _, old in entries[KEEP_PER_RELEASE:]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+            old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked(entry: Path) -> Iterator[None]:
+    with entry.with_name(f".{entry.name}.lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
+__all__ = [
+    "MODULE_FILE",
+    "VendorModuleError",
+    "VendorModuleRecord",
+    "build_vendor_module",
+    "kmod_dir",
+    "source_digest",
+    "vendor_module_key",
+]

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: MIT
+"""The harness tree sent to guests: what it holds, that it is reproducible, and that it imports
+with nothing but the standard library (a guest has no paramiko, pytest plugin or harness.vm).
+
+Running it in real guests is in tests/vm/test_refdev.py.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from harness.vm.guest_python import harness_tarball
+
+# Imports every module of the tree from `root` alone: -I -S leaves only the standard library on
+# sys.path besides it, so a module importing anything else fails here as it would in a guest.
+IMPORT_ALL = """
+import importlib, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+sys.path.insert(0, str(root))
+names = sorted(
+    ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+    for p in root.rglob("*.py")
+)
+for name in names:
+    importlib.import_module(name)
+outside = sorted(
+    n for n, m in sys.modules.items()
+    if n.split(".")[0] == "harness" and not str(getattr(m, "__file__", "")).startswith(str(root))
+)
+assert not outside, outside
+print(len(names))
+"""
+
+
+def names_in(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        return archive.getnames()
+
+
+def test_the_tree_holds_the_guest_packages_only() -> None:
+    names = names_in(harness_tarball())
+    tops = {name.split("/")[1] for name in names}
+    assert tops == {"__init__.py", "closing.py", "uapi", "mdev", "refdev"}
+    for needed in (
+        "harness/uapi/__init__.py",
+        "harness/uapi/raw/vfio.py",
+        "harness/mdev/sysfs.py",
+        "harness/refdev/device.py",
+        "harness/refdev/registers.py",
+    ):
+        assert needed in names
+    assert all(name.endswith(".py") for name in names)
+
+
+def test_the_tarball_is_reproducible() -> None:
+    assert harness_tarball() == harness_tarball()
+
+
+def test_the_tree_imports_with_the_standard_library_alone(tmp_path: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(harness_tarball())) as archive:
+        archive.extractall(tmp_path, filter="data")
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", IMPORT_ALL, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(names_in(harness_tarball()))
