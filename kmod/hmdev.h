@@ -12,6 +12,12 @@
  * compat.h    every kernel version difference, in one place
  *
  * The register map is documented in README.md; its offsets are in hmdev_regs.h.
+ *
+ * Locking: s->lock (a mutex) protects everything in struct hmdev_state that changes after
+ * probe. Unless a comment says otherwise, the functions declared here are called with
+ * s->lock held. The DMA engine pins pages with s->lock held (lock order: s->lock, then the
+ * IOMMU backend's locks); .dma_unmap takes s->lock itself, and the backends call it without
+ * holding the locks that pinning takes. mmap runs under mmap_lock and never takes s->lock.
  */
 #ifndef HMDEV_H
 #define HMDEV_H
@@ -30,7 +36,12 @@
 #define HMDEV_BAR0_SIZE		4096
 #define HMDEV_MAX_KEPT_PAGES	1024
 #define HMDEV_PIN_BATCH		512
-#define HMDEV_DMA_MAX_LEN	(1U << 20)
+#define HMDEV_DMA_MAX_LEN	0x100000	/* 1 MiB */
+
+/* Region N of the device fd starts at N << 40, as in vfio-pci. */
+#define HMDEV_REGION_SHIFT	40
+#define HMDEV_REGION_OFFSET(index)	((u64)(index) << HMDEV_REGION_SHIFT)
+#define HMDEV_REGION_MASK	(HMDEV_REGION_OFFSET(1) - 1)
 
 enum hmdev_type_index {
 	HMDEV_TYPE_SMALL = 0,
@@ -42,6 +53,7 @@ struct hmdev_type {
 	struct mdev_type type;	/* embedded: sysfs name, pretty name */
 	enum hmdev_type_index index;
 	size_t mem_size;	/* BAR2 bytes */
+	const char *description;
 };
 
 /* One IRQ index's user-space side: an eventfd trigger, and INTx's mask state. */
@@ -55,7 +67,7 @@ struct hmdev_irq {
 struct hmdev_kept_pin {
 	struct list_head node;
 	dma_addr_t iova;	/* page aligned */
-	unsigned long npages;
+	unsigned long npages;	/* at most HMDEV_PIN_BATCH: one vfio_pin_pages() call */
 };
 
 struct hmdev_mig_file;
@@ -67,17 +79,17 @@ struct hmdev_state {
 	bool open;
 
 	u8 config[HMDEV_CONFIG_SIZE];
-	u32 bar0_addr_mask;		/* BAR sizing latch for BAR0 */
-	u64 bar2_addr_mask;		/* ... and for the 64-bit BAR2 */
+	u32 bar0_addr_mask;		/* writable (address) bits of BAR0 */
+	u64 bar2_addr_mask;		/* ... and of the 64-bit BAR2 */
 	u8 regs[HMDEV_BAR0_SIZE];	/* register bytes, little endian (hmdev_regs.h) */
 
 	void *mem;			/* BAR2: vmalloc_user() memory, mem_size bytes */
-	size_t mem_size;
+	size_t mem_size;		/* set at probe, never changes: read without s->lock */
 
 	struct hmdev_irq irqs[VFIO_PCI_NUM_IRQS];
 
 	struct list_head kept_pins;	/* struct hmdev_kept_pin */
-	unsigned long kept_pages;
+	unsigned long kept_pages;	/* sum of their npages, mirrored in PINNED_PAGES */
 
 	/* migration.c */
 	enum vfio_device_mig_state mig_state;
@@ -94,41 +106,53 @@ static inline struct hmdev_state *to_hmdev(struct vfio_device *vdev)
 u32 hmdev_reg_read32(const struct hmdev_state *s, unsigned int off);
 void hmdev_reg_write32(struct hmdev_state *s, unsigned int off, u32 val);
 u64 hmdev_reg_read64(const struct hmdev_state *s, unsigned int off);
+void hmdev_reg_add32(struct hmdev_state *s, unsigned int off, u32 n);
 
-/* config.c */
+/* config.c: pos is the offset inside the 256 bytes */
 void hmdev_config_init(struct hmdev_state *s);
 ssize_t hmdev_config_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
 			bool write);
+bool hmdev_config_msi_enabled(const struct hmdev_state *s);
+void hmdev_config_set_msi_enable(struct hmdev_state *s, bool enable);
+bool hmdev_config_intx_disabled(const struct hmdev_state *s);
 
 /* bar0.c: pos is the offset inside BAR0 */
-void hmdev_regs_init(struct hmdev_state *s);
+void hmdev_regs_init(struct hmdev_state *s);	/* power-on values, counters zeroed */
 ssize_t hmdev_bar0_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
 		      bool write);
 
 /* dma.c */
-void hmdev_dma_run(struct hmdev_state *s);	/* the DMA_CMD doorbell */
+void hmdev_dma_run(struct hmdev_state *s);	/* the DMA_CMD doorbell: runs regs' command */
 void hmdev_dma_unpin_all(struct hmdev_state *s);
-void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);
+void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);	/* takes s->lock */
 
-/* mem.c */
+/* mem.c: pos is the offset inside BAR2 */
 ssize_t hmdev_mem_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
 		     bool write);
-int hmdev_mem_mmap(struct hmdev_state *s, struct vm_area_struct *vma);
+int hmdev_mem_mmap(struct hmdev_state *s, struct vm_area_struct *vma);	/* without s->lock */
 int hmdev_mem_region_info(struct hmdev_state *s, struct vfio_region_info *info,
-			  struct vfio_info_cap *caps);
+			  struct vfio_info_cap *caps);	/* without s->lock */
 
 /* irq.c */
 int hmdev_set_irqs(struct hmdev_state *s, struct vfio_irq_set *hdr, void *data);
 void hmdev_irq_raise(struct hmdev_state *s, u32 status_bits);	/* after IRQ_STATUS |= */
+void hmdev_irq_update(struct hmdev_state *s);	/* INTx line after STATUS/MASK/command change */
 void hmdev_irq_signal(struct hmdev_state *s, unsigned int index);
+void hmdev_irq_clear_pending(struct hmdev_state *s);	/* reset: INTx unmasked */
 void hmdev_irq_release_all(struct hmdev_state *s);
 
-/* main.c: back to power-on defaults (VFIO_DEVICE_RESET, close, resume) */
+/*
+ * main.c: VFIO_DEVICE_RESET: registers back to their defaults (except the counters kept
+ * since open: TOTAL_PINS, TOTAL_UNPINS, DMA_UNMAP_CALLS, RESET_COUNT, which goes up by one),
+ * DMA stopped, pending interrupts cleared, every kept page unpinned. Config space and the
+ * eventfds attached through SET_IRQS are left alone.
+ */
 void hmdev_reset(struct hmdev_state *s);
 
 /* migration.c */
-void hmdev_mig_setup(struct hmdev_state *s);	/* from probe: sets mig_ops, flags */
-void hmdev_mig_close(struct hmdev_state *s);	/* from close_device */
+void hmdev_mig_setup(struct hmdev_state *s);	/* from probe (no lock): sets mig_ops, flags */
+/* from close_device and VFIO_DEVICE_RESET, s->lock held: end any session, back to RUNNING */
+void hmdev_mig_close(struct hmdev_state *s);
 bool hmdev_mig_running(const struct hmdev_state *s);	/* DMA and doorbells allowed */
 
 #endif /* HMDEV_H */
