@@ -24,6 +24,8 @@ from harness.refdev import contract as c
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
 from harness.uapi import PAGE_SIZE, DmaBuffer, OpenDevice, open_type1
+from harness.uapi.container import Container
+from harness.uapi.open_device import Type1Mapper
 from harness.uapi.raw import vfio as v
 
 IOVA = 0x1000_0000
@@ -233,6 +235,30 @@ class DmaChecks:
         equal(after.minus(kept).dma_unmap_calls, 1, "DMA_UNMAP_CALLS delta")
         equal(after.total_pins - after.total_unpins, 0, "pins minus unpins after unmap")
 
+    def dirty_tracking(self, container: Container) -> None:
+        """Pages the device writes, through pins or vfio_dma_rw, show up in type1's bitmap."""
+        container.dirty_pages_start()
+        try:
+            container.dirty_pages_bitmap(IOVA, BUFFER_SIZE, PAGE_SIZE)  # start from clean
+            self.dev.mem_write(0x9000, os.urandom(LENGTH))
+            targets = {Method.PIN: DST, Method.RW: DST2}
+            for method, area in targets.items():
+                result = self.dev.dma(
+                    0x9000, IOVA + area + START, LENGTH, Direction.FROM_DEVICE, method
+                )
+                result.check(f"FROM_DEVICE {method.name} while tracking")
+            bitmap = container.dirty_pages_bitmap(IOVA, BUFFER_SIZE, PAGE_SIZE)
+        finally:
+            container.dirty_pages_stop()
+        dirty = {i for i in range(BUFFER_SIZE // PAGE_SIZE) if bitmap[i // 8] >> (i % 8) & 1}
+        for method, area in targets.items():
+            first = (area + START) // PAGE_SIZE
+            written = set(range(first, first + pages_spanned(START, LENGTH)))
+            missing = sorted(written - dirty)
+            expect(not missing, f"pages written by {method.name} DMA not dirty: {missing}")
+        last = BUFFER_SIZE // PAGE_SIZE - 1
+        expect(last not in dirty, f"page {last}, never touched, is dirty")
+
 
 def check_device(checks: Checks, device: MdevDevice, ref_type: c.RefType) -> None:
     name = ref_type.sysfs_name
@@ -259,6 +285,9 @@ def check_device(checks: Checks, device: MdevDevice, ref_type: c.RefType) -> Non
             checks.run(f"{name}: dma to-device {m}", partial(dma.to_device, method))
             checks.run(f"{name}: dma from-device {m}", partial(dma.from_device, method))
             checks.run(f"{name}: dma guest-to-guest {m}", partial(dma.guest_to_guest, method))
+        if isinstance(opened.dma, Type1Mapper):
+            container = opened.dma.container
+            checks.run(f"{name}: dirty bitmap", lambda: dma.dirty_tracking(container))
         checks.run(
             f"{name}: keep-pinned, then unmap",
             lambda: dma.keep_pinned_then_unmap(lambda: opened.dma.unmap(IOVA, BUFFER_SIZE)),
