@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(auto, the default), only restored, or always cold-booted",
     )
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
+    group.addoption(
+        "--ktap",
+        default=None,
+        metavar="PATH",
+        help="also write the results as KTAP v1 (one subtest block per kernel) to PATH",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,6 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # The environment, not config, so that xdist workers and subprocesses see it too.
         os.environ[REQUIRE_VM_ENV] = "1"
     config.pluginmanager.register(VmSummary(), "vfio-harness-vm-summary")
+    ktap = config.getoption("--ktap")
+    if ktap and not hasattr(config, "workerinput"):  # xdist: the controller writes it
+        from harness.plugin.ktap import KtapCollector
+
+        config.pluginmanager.register(KtapCollector(Path(ktap)), "vfio-harness-ktap")
     if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
         config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
 
@@ -107,18 +119,30 @@ class VmSummary:
     """Which kernels and accelerators the VM tests ran on (from the reports, so xdist works)."""
 
     def __init__(self) -> None:
-        self.tests: Counter[tuple[str, str]] = Counter()
+        self.outcomes: dict[tuple[str, str], dict[str, str]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "setup":
-            return
         properties = dict(report.user_properties)
-        if "accelerator" in properties:
-            self.tests[(str(properties["kernel"]), str(properties["accelerator"]))] += 1
+        if "accelerator" not in properties:
+            return
+        key = (str(properties["kernel"]), str(properties["accelerator"]))
+        tests = self.outcomes.setdefault(key, {})
+        # The worst phase decides: a teardown error fails a test whose call passed.
+        if report.failed or (report.skipped and tests.get(report.nodeid) != "failed"):
+            tests[report.nodeid] = report.outcome
+        elif report.when == "call" or report.nodeid not in tests:
+            tests.setdefault(report.nodeid, report.outcome)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.tests:
+        if not self.outcomes:
             return
-        terminalreporter.section("vfio-harness VMs")
-        for (kernel, accelerator), count in sorted(self.tests.items()):
-            terminalreporter.write_line(f"{kernel} [{accelerator}]: {count} test(s)")
+        terminalreporter.section("vfio-harness: results per kernel")
+        terminalreporter.write_line(
+            f"{'kernel':<28} {'accel':<6} {'passed':>7} {'failed':>7} {'skipped':>8}"
+        )
+        for (kernel, accelerator), tests in sorted(self.outcomes.items()):
+            counts = Counter(tests.values())
+            terminalreporter.write_line(
+                f"{kernel:<28} {accelerator:<6} {counts['passed']:>7} {counts['failed']:>7} "
+                f"{counts['skipped']:>8}"
+            )
