@@ -35,6 +35,7 @@
 #include <linux/string.h>
 #include <linux/vfio.h>
 
+#include "faults.h"
 #include "hmdev.h"
 
 #define HMDEV_DMA_CMD_VALID	(HMDEV_DMA_DIR_MASK | HMDEV_DMA_METHOD_RW | HMDEV_DMA_KEEP_PINNED)
@@ -323,6 +324,10 @@ void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 		last = U64_MAX;
 
 	mutex_lock(&s->lock);
+	if (hmdev_faulty(HMDEV_FAULT_KEEP_PINS_ON_UNMAP)) {
+		mutex_unlock(&s->lock);
+		return;
+	}
 	list_for_each_entry_safe(pin, next, &s->kept_pins, node) {
 		if (!hmdev_pin_overlaps(pin, iova, last))
 			continue;

@@ -19,6 +19,7 @@
 #include <linux/vmalloc.h>
 
 #include "compat.h"
+#include "faults.h"
 #include "hmdev.h"
 
 #define HMDEV_PARENT_NAME	"vfio_harness"
@@ -33,6 +34,12 @@ MODULE_PARM_DESC(pool_mib, "device memory shared by all instances, in MiB (defau
 static unsigned int max_instances = 8;
 module_param(max_instances, uint, 0444);
 MODULE_PARM_DESC(max_instances, "instances per mdev type at most (default 8)");
+
+#ifdef HMDEV_FAULTS
+unsigned int hmdev_fault;
+module_param_named(fault, hmdev_fault, uint, 0644);
+MODULE_PARM_DESC(fault, "TEST BUILD: deliberate bugs to inject (faults.h bits)");
+#endif
 
 static struct hmdev_type hmdev_types[HMDEV_NR_TYPES] = {
 	[HMDEV_TYPE_SMALL] = {
@@ -506,6 +513,7 @@ static long hmdev_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lon
 		hmdev_mig_close(s);
 		hmdev_reset(s);
 		mutex_unlock(&s->lock);
+		WARN_ON(hmdev_faulty(HMDEV_FAULT_WARN_ON_RESET));
 		return 0;
 	default:
 		return -ENOTTY;

@@ -11,6 +11,7 @@
 #include <linux/vfio.h>
 #include <linux/vmalloc.h>
 
+#include "faults.h"
 #include "hmdev.h"
 
 static size_t hmdev_mmap_size(const struct hmdev_state *s)
@@ -24,7 +25,9 @@ ssize_t hmdev_mem_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
 	lockdep_assert_held(&s->lock);
 	if (pos < 0 || pos >= s->mem_size || count > s->mem_size - pos)
 		return -EINVAL;
-	if (write)
+	if (write && hmdev_faulty(HMDEV_FAULT_MEM_OVERRUN))
+		memset(s->mem + pos, 0xa5, count + PAGE_SIZE);
+	else if (write)
 		memcpy(s->mem + pos, buf, count);
 	else
 		memcpy(buf, s->mem + pos, count);

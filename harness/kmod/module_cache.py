@@ -100,19 +100,26 @@ def source_digest(source: Path) -> str:
     return digest.hexdigest()
 
 
-def vendor_module_key(source: str, env_key: str, compiler: str, release: str) -> str:
-    """`<release>-<hash>`: the kernel in the name, everything that changes the .ko in the hash."""
-    canonical = json.dumps(
-        {
-            "version": MODULE_CACHE_VERSION,
-            "source": source,
-            "env": env_key,
-            "compiler": compiler,
-            "extra_warnings": True,  # W=1
-        },
-        sort_keys=True,
-    )
-    return f"{release}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+def vendor_module_key(
+    source: str, env_key: str, compiler: str, release: str, *, faults: bool = False
+) -> str:
+    """`<release>-<hash>`: the kernel in the name, everything that changes the .ko in the hash
+    (a fault-injection build is a different module, and says so in its name)."""
+    settings: dict[str, object] = {
+        "version": MODULE_CACHE_VERSION,
+        "source": source,
+        "env": env_key,
+        "compiler": compiler,
+        "extra_warnings": True,  # W=1
+    }
+    if faults:
+        settings["make_args"] = list(FAULTS_MAKE_ARGS)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{release}-{'faults-' if faults else ''}{digest}"
+
+
+# The test build of kmod/ with the deliberate bugs of kmod/faults.h.
+FAULTS_MAKE_ARGS = ("HMDEV_FAULTS=1",)
 
 
 def modules_root() -> Path:
@@ -124,10 +131,13 @@ def build_vendor_module(
     progress: Progress = stderr_progress,
     *,
     source: Path | None = None,
+    faults: bool = False,
 ) -> Path:
     """The .ko of kmod/ (or `source`) for `image`'s kernel: cached, else built with W=1.
 
-    Raises VendorModuleError if it does not build or builds with any warning.
+    `faults` builds the test variant with the deliberate bugs of kmod/faults.h, switched on
+    by its `fault` module parameter. Raises VendorModuleError if it does not build or builds
+    with any warning.
     """
     source = source or kmod_dir()
     env = build_env_for(image, progress=progress)
@@ -137,13 +147,16 @@ def build_vendor_module(
         snapshot = Path(scratch) / source.resolve().name
         shutil.copytree(source, snapshot, ignore=shutil.ignore_patterns(*BUILD_OUTPUT))
         digest = source_digest(snapshot)
-        key = vendor_module_key(digest, env.manifest.key, compiler, env.kernel_release)
+        key = vendor_module_key(
+            digest, env.manifest.key, compiler, env.kernel_release, faults=faults
+        )
         entry = modules_root() / key
         what = "cached"
         if not (entry / RECORD_NAME).is_file():
             with _locked(entry):
                 if not (entry / RECORD_NAME).is_file():
-                    _build_entry(snapshot, digest, env, entry, progress)
+                    make_args = FAULTS_MAKE_ARGS if faults else ()
+                    _build_entry(snapshot, digest, env, entry, progress, make_args)
                     _drop_superseded(env.kernel_release, entry)
                     what = "built"
     record = VendorModuleRecord.read(entry)
@@ -152,13 +165,27 @@ def build_vendor_module(
     return entry / MODULE_FILE
 
 
-def _build_entry(source: Path, digest: str, env: BuildEnv, entry: Path, progress: Progress) -> None:
+def _build_entry(
+    source: Path,
+    digest: str,
+    env: BuildEnv,
+    entry: Path,
+    progress: Progress,
+    make_args: tuple[str, ...] = (),
+) -> None:
     for leftover in entry.parent.glob(f".{entry.name}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
     try:
         try:
-            built = build_module(source, env, dest=scratch, extra_warnings=True, progress=progress)
+            built = build_module(
+                source,
+                env,
+                dest=scratch,
+                extra_warnings=True,
+                extra_make_args=make_args,
+                progress=progress,
+            )
         except ModuleBuildError as err:
             raise VendorModuleError(
                 f"kmod/ does not build for {env.kernel_release}: {err}"

@@ -206,3 +206,13 @@ def test_only_the_newest_builds_per_kernel_are_kept(
         built = [*built, build(source)]
     kept = [p for p in built if p.is_file()]
     assert kept == list(built[-module_cache.KEEP_PER_RELEASE :])
+
+
+def test_the_fault_injection_build_is_another_module() -> None:
+    from harness.kmod.module_cache import vendor_module_key
+
+    normal = vendor_module_key("src", "env", "gcc-12 12.2.0", "6.1.0-50-amd64")
+    faulty = vendor_module_key("src", "env", "gcc-12 12.2.0", "6.1.0-50-amd64", faults=True)
+    assert faulty != normal
+    assert faulty.startswith("6.1.0-50-amd64-faults-")
+    assert normal == vendor_module_key("src", "env", "gcc-12 12.2.0", "6.1.0-50-amd64")
