@@ -7,6 +7,26 @@ only when a test asks for a VM.
 
     pytest --kernel bookworm,trixie,sid -n 3   # each test on each kernel; 3 VMs per kernel
     pytest --kernel ~/linux/                   # a kernel you built (on bookworm's rootfs)
+
+Guest tests (harness.plugin.suite_run): the files under `--guest-suite DIR` (default the ini
+value `guest_suites`, `tests/uapi`) or marked `guest` are collected on the host but run in a
+guest runner (harness.plugin.guest_runner) in this process's VM of each `--kernel`, with the
+vendor module loaded (ours from kmod/, or `--vendor-module PATH.ko`, or `--vendor-src DIR`);
+`--target local` runs them in this process instead, on a host that has the device. Either way
+each test's new kernel log lines and taint are checked, and a splat fails the test.
+
+The suite's contract, for its conftest (guest and host alike): these environment variables
+are set when the options are given, in the host's pytest process (and its xdist workers) and
+in every guest runner:
+
+    HARNESS_MDEV_TYPE    --mdev-type     the mdev type to create the device of
+    HARNESS_MDEV_PARENT  --mdev-parent   the parent device (a name under /sys/class/mdev_bus)
+    HARNESS_MDEV_UUID    --mdev-uuid     an existing mdev device to use as it is
+    HARNESS_TARGET       --target        always set: "vm" or "local"
+
+Unset variables mean "choose yourself" (in a VM: our reference device's types). The guest
+runner runs as root with PYTHONPATH holding the guest-safe harness (uapi, mdev, refdev), the
+suite pushed with its paths as under the host's rootdir; it does not see host-only options.
 """
 
 from __future__ import annotations
@@ -17,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.plugin import guest_items
 from harness.plugin.fixtures import VM_FIXTURES, fresh_vm, vm, vm_kernel, vm_pool
 from harness.plugin.kernels import (
     DEFAULT_KERNELS,
@@ -25,6 +46,7 @@ from harness.plugin.kernels import (
     parse_kernels,
 )
 from harness.plugin.policy import REQUIRE_VM_ENV
+from harness.plugin.suite_run import SuiteRun
 
 __all__ = ["fresh_vm", "vm", "vm_kernel", "vm_pool"]
 
@@ -55,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(auto, the default), only restored, or always cold-booted",
     )
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
+    guest_items.add_options(parser)
     group.addoption(
         "--ktap",
         default=None,
@@ -71,6 +94,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # The environment, not config, so that xdist workers and subprocesses see it too.
         os.environ[REQUIRE_VM_ENV] = "1"
     config.pluginmanager.register(VmSummary(), "vfio-harness-vm-summary")
+    config.addinivalue_line(
+        "markers", "guest: a guest test: runs in a VM's guest runner (or --target local)"
+    )
+    os.environ.update(guest_items.mdev_environment(config))  # the suite's contract, see above
+    config.pluginmanager.register(SuiteRun(config), "vfio-harness-suite-run")
     ktap = config.getoption("--ktap")
     if ktap and not hasattr(config, "workerinput"):  # xdist: the controller writes it
         from harness.plugin.ktap import KtapCollector

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Kernel console parser: panics, Oopses, BUGs, WARNINGs, hangs and the ready marker.
+"""Kernel console parser: panics, Oopses, BUGs, WARNINGs, UBSAN, hangs and the ready marker.
 
 Pure functions over console text. A *splat* is one kernel report: it starts at a headline
 ("------------[ cut here ]------------", "BUG:", "Oops:", "Kernel panic - not syncing", ...)
@@ -104,6 +104,7 @@ _HEADLINES: tuple[tuple[re.Pattern[str], SplatKind], ...] = (
     (re.compile(r"^general protection fault"), SplatKind.OOPS),
     (re.compile(r"^INFO: task \S+ blocked for more than"), SplatKind.HUNG),
     (re.compile(r"^(?:rcu: )?INFO: rcu_\w+ (?:self-)?detected (?:stalls|stall)"), SplatKind.HUNG),
+    (re.compile(r"^UBSAN: "), SplatKind.WARNING),  # undefined behaviour, reported as it runs
 )
 # One-line markers of a boot that will not reach init (Debian's initramfs-tools).
 _STUCK_BOOT = re.compile(r"Gave up waiting for root|Dropping to a shell!")
@@ -143,6 +144,8 @@ _GENERIC_FRAMES = frozenset(
         "schedule",
     }
 )
+# The sanitizers' own reporting functions, whatever their suffix.
+_GENERIC_PREFIXES = ("__ubsan_handle_", "ubsan_", "kasan_", "__kasan_", "print_report")
 # GCC clones differ between builds of the same code: crashme_init.cold -> crashme_init.
 _CLONE_SUFFIX = re.compile(r"\.(?:cold|constprop|isra|part|llvm)(?:\.\d+)?")
 
@@ -203,7 +206,8 @@ class _OpenSplat:
         frame = _FRAME.match(message)
         if frame and not frame.group(1) and len(self.frames) < TRACE_FRAMES:
             name = _frame_name(frame, 2, 3)
-            if name.split(" ")[0] not in _GENERIC_FRAMES:
+            bare = name.split(" ")[0]
+            if bare not in _GENERIC_FRAMES and not bare.startswith(_GENERIC_PREFIXES):
                 self.frames.append(name)
 
     def close(self) -> Splat:

@@ -5,7 +5,8 @@
     result.stdout
 
 The guest gets the guest-safe part of the harness (harness.uapi, harness.mdev, harness.refdev;
-stdlib-only, no paramiko) as one tar over SFTP, unpacked into /opt/vfio-harness. The tar's
+stdlib-only, no paramiko; and the guest test runner, harness.plugin.guest_runner, which needs
+the guest's pytest too) as one tar over SFTP, unpacked into /opt/vfio-harness. The tar's
 digest is left beside it, so a VM that already has this exact tree (a shared VM, later tests)
 is not sent it again. Scripts run with the guest's python3 and PYTHONPATH=/opt/vfio-harness.
 """
@@ -16,7 +17,7 @@ import hashlib
 import io
 import shlex
 import tarfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import harness
@@ -29,25 +30,32 @@ DIGEST_FILE = ".digest"
 # harness.closing; harness/__init__.py imports nothing).
 GUEST_PACKAGES = ("uapi", "mdev", "refdev")
 GUEST_MODULES = ("__init__.py", "closing.py")
+# The guest side of the pytest plugin. Its package __init__ is replaced by a stub: the host
+# plugin's __init__ registers host fixtures, which a guest has no use for.
+GUEST_PLUGIN_MODULES = ("guest_runner.py", "kmsg.py", "protocol.py")
+GUEST_PLUGIN_INIT = b'"""The guest side of the vfio-harness plugin (see its guest_runner)."""\n'
 _FIXED_MTIME = 1_700_000_000  # the same tree gives the same tar, hence the same digest
 
 
-def guest_files(root: Path | None = None) -> Iterator[tuple[Path, str]]:
-    """(file, name in the tar) for every guest-side source file, in a stable order."""
+def guest_files(root: Path | None = None) -> Iterator[tuple[Path | bytes, str]]:
+    """(file or contents, name in the tar) for every guest-side source file, in a stable order."""
     package = root or Path(harness.__file__).parent
     for name in GUEST_MODULES:
         yield package / name, f"harness/{name}"
     for sub in GUEST_PACKAGES:
         for path in sorted((package / sub).rglob("*.py")):
             yield path, f"harness/{path.relative_to(package).as_posix()}"
+    yield GUEST_PLUGIN_INIT, "harness/plugin/__init__.py"
+    for name in GUEST_PLUGIN_MODULES:
+        yield package / "plugin" / name, f"harness/plugin/{name}"
 
 
-def harness_tarball(root: Path | None = None) -> bytes:
-    """The guest-side harness as an uncompressed, reproducible tar."""
+def tarball(files: Iterable[tuple[Path | bytes, str]]) -> bytes:
+    """An uncompressed, reproducible tar of (file or contents, name) pairs."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for path, name in guest_files(root):
-            data = path.read_bytes()
+        for source, name in files:
+            data = source if isinstance(source, bytes) else source.read_bytes()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
@@ -56,18 +64,30 @@ def harness_tarball(root: Path | None = None) -> bytes:
     return buffer.getvalue()
 
 
+def harness_tarball(root: Path | None = None) -> bytes:
+    """The guest-side harness as an uncompressed, reproducible tar."""
+    return tarball(guest_files(root))
+
+
 def push_harness(vm: Vm) -> str:
     """Make GUEST_ROOT hold this harness's guest-side tree; returns the tree's digest."""
-    data = harness_tarball()
+    return push_tree(vm, harness_tarball(), GUEST_ROOT)
+
+
+def push_tree(vm: Vm, data: bytes, destination: str) -> str:
+    """Make the guest's `destination` hold exactly the tar `data`; returns its digest.
+
+    Nothing is sent when the directory already holds that tar (its digest is kept beside it).
+    """
     digest = hashlib.sha256(data).hexdigest()[:16]
-    root = shlex.quote(GUEST_ROOT)
+    root = shlex.quote(destination)
     if vm.run(f"cat {root}/{DIGEST_FILE} 2>/dev/null || true").strip() == digest:
         return digest
     upload = f"/tmp/vfio-harness-{digest}.tar"
     try:
         vm.ssh.sftp.putfo(io.BytesIO(data), upload)
     except OSError as err:
-        err.add_note(f"while copying the harness to {upload} in the guest")
+        err.add_note(f"while copying a tree for {destination} to {upload} in the guest")
         raise
     # Unpacked beside the old tree and swapped in, so a failure never leaves half a tree.
     vm.run(

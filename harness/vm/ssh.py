@@ -45,6 +45,7 @@ from harness.vm.ssh_errors import (
 )
 from harness.vm.ssh_keys import RunKey, fingerprint, generate_run_key, load_run_key
 from harness.vm.ssh_keys import parse_public_key as parse_host_key
+from harness.vm.ssh_stream import StreamingCommand
 from harness.vm.ssh_transport import LOGGER_NAME, Timeouts, describe, open_transport
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "SshSession",
     "SshUnreachableError",
     "SshWaitAbortedError",
+    "StreamingCommand",
     "connect",
     "fingerprint",
     "generate_run_key",
@@ -136,6 +138,29 @@ class SshSession(Closing):
             on_output=on_output,
             where=self.where,
             check=check,
+        )
+
+    def start(
+        self,
+        command: str | list[str] | tuple[str, ...],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> StreamingCommand:
+        """Start `command` and return at once: talk to it line by line (see ssh_stream.py).
+
+        `timeout` bounds opening the channel only. Closing the result kills what is left.
+        """
+        line = command_line(command, env)
+        tag = secrets.token_hex(8)
+        channel = self._channel(line, timeout)
+        try:
+            channel.exec_command(tagged(line, tag))
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            channel.close()
+            raise SshError(f"{self.where}: cannot start {line!r}: {err}") from err
+        return StreamingCommand(
+            channel, line, kill=lambda: self._kill_tagged(tag), where=self.where
         )
 
     def open_channel(self, timeout: float = 30.0) -> paramiko.Channel:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The harness tree sent to guests: what it holds, that it is reproducible, and that it imports
-with nothing but the standard library (a guest has no paramiko, pytest plugin or harness.vm).
+with nothing but the standard library (a guest has no paramiko, pytest plugin or harness.vm);
+the guest runner alone also needs pytest (the guest's python3-pytest).
 
 Running it in real guests is in tests/vm/test_refdev.py.
 """
@@ -26,13 +27,31 @@ names = sorted(
     for p in root.rglob("*.py")
 )
 for name in names:
-    importlib.import_module(name)
+    if name not in sys.argv[2:]:
+        importlib.import_module(name)
 outside = sorted(
     n for n, m in sys.modules.items()
     if n.split(".")[0] == "harness" and not str(getattr(m, "__file__", "")).startswith(str(root))
 )
 assert not outside, outside
 print(len(names))
+"""
+# Modules that also need the guest's pytest: imported with site-packages, paramiko blocked.
+NEEDS_PYTEST = ("harness.plugin.guest_runner",)
+IMPORT_WITH_PYTEST = """
+import importlib, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+sys.path.insert(0, str(root))
+for blocked in ("paramiko", "cryptography", "qemu", "harness.vm", "harness.kmod"):
+    sys.modules[blocked] = None
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+outside = sorted(
+    n for n, m in sys.modules.items()
+    if n.split(".")[0] == "harness" and m is not None
+    and not str(getattr(m, "__file__", "")).startswith(str(root))
+)
+assert not outside, outside
 """
 
 
@@ -44,7 +63,14 @@ def names_in(data: bytes) -> list[str]:
 def test_the_tree_holds_the_guest_packages_only() -> None:
     names = names_in(harness_tarball())
     tops = {name.split("/")[1] for name in names}
-    assert tops == {"__init__.py", "closing.py", "uapi", "mdev", "refdev"}
+    assert tops == {"__init__.py", "closing.py", "uapi", "mdev", "refdev", "plugin"}
+    plugin = sorted(name for name in names if name.startswith("harness/plugin/"))
+    assert plugin == [
+        "harness/plugin/__init__.py",
+        "harness/plugin/guest_runner.py",
+        "harness/plugin/kmsg.py",
+        "harness/plugin/protocol.py",
+    ]
     for needed in (
         "harness/uapi/__init__.py",
         "harness/uapi/raw/vfio.py",
@@ -64,10 +90,22 @@ def test_the_tree_imports_with_the_standard_library_alone(tmp_path: Path) -> Non
     with tarfile.open(fileobj=io.BytesIO(harness_tarball())) as archive:
         archive.extractall(tmp_path, filter="data")
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", IMPORT_ALL, str(tmp_path)],
+        [sys.executable, "-I", "-S", "-c", IMPORT_ALL, str(tmp_path), *NEEDS_PYTEST],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == len(names_in(harness_tarball()))
+
+
+def test_the_guest_runner_imports_with_pytest_alone(tmp_path: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(harness_tarball())) as archive:
+        archive.extractall(tmp_path, filter="data")
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", IMPORT_WITH_PYTEST, str(tmp_path), *NEEDS_PYTEST],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr

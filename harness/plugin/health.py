@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: MIT
+"""Kernel health per test: the kernel log lines and taint mask around a test, judged.
+
+    findings = item_findings(done)          # done: protocol.ItemDone from the runner
+    apply_findings(reports, findings)       # the test fails, showing each splat
+
+A finding is a splat from harness.vm.console (WARN, BUG, Oops, KASAN, UBSAN, lockdep, RCU
+stall, hung task, soft lockup, panic), a kmemleak report, or taint bits the test set. Each has
+the console parser's fingerprint, so the same bug is recognised across runs and kernels.
+Taint bits that loading a module sets (P, O, E) are not findings: loading the vendor module
+sets them by design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from harness.plugin.kmsg import MODULE_TAINTS, taint_letters
+from harness.plugin.protocol import ItemDone
+from harness.vm.console import ConsoleScanner, Splat, normalise, strip_prefix
+
+MAX_EXCERPT_LINES = 60
+# kmemleak reports after its periodic scan, in one line; the leaks are in its debugfs file.
+_KMEMLEAK = re.compile(r"^kmemleak: \d+ new suspected memory leaks?")
+# After these the kernel cannot be trusted for the next test (see SuiteRun: the VM is replaced).
+FATAL_KINDS = frozenset({"bug", "oops", "panic"})
+SECTION = "kernel health"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # a SplatKind value, "kmemleak" or "taint"
+    headline: str
+    fingerprint: str
+    lines: tuple[str, ...]
+    when: str = "during this test"
+
+    def render(self) -> str:
+        head = f"{self.kind.upper()} {self.when} [fingerprint {self.fingerprint}]"
+        excerpt = self.lines[:MAX_EXCERPT_LINES]
+        more = len(self.lines) - len(excerpt)
+        body = [f"    {line}" for line in excerpt]
+        if more > 0:
+            body.append(f"    ... {more} more line(s)")
+        return "\n".join([head, f"  {self.headline}", *body])
+
+
+def from_splat(splat: Splat, when: str = "during this test") -> Finding:
+    return Finding(splat.kind.value, splat.headline, splat.fingerprint, splat.lines, when)
+
+
+def _fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def scan_kernel_log(lines: Sequence[str], when: str = "during this test") -> list[Finding]:
+    """The splats and kmemleak reports in `lines` (console-style kernel log lines)."""
+    scanner = ConsoleScanner()
+    found: list[Finding] = []
+    for line in lines:
+        scanner.feed(line)
+        message = strip_prefix(line)
+        if _KMEMLEAK.match(message):
+            found.append(
+                Finding(
+                    "kmemleak", line, _fingerprint("kmemleak", normalise(message)), (line,), when
+                )
+            )
+    return [from_splat(s, when) for s in scanner.verdict().splats] + found
+
+
+def taint_finding(before: int, after: int) -> Finding | None:
+    """New taint bits, except the ones loading a module sets."""
+    new = taint_letters(after & ~before)
+    counted = "".join(letter for letter in new if letter not in MODULE_TAINTS)
+    if not counted:
+        return None
+    headline = (
+        f"the kernel's taint changed: +{counted} "
+        f"(was {taint_letters(before) or '-'}, now {taint_letters(after)})"
+    )
+    return Finding("taint", headline, _fingerprint("taint", counted), ())
+
+
+def item_findings(done: ItemDone) -> list[Finding]:
+    """Everything wrong in one item's kernel log and taint, in the order it happened."""
+    findings = scan_kernel_log(done.before_log, "just before this test (between tests)")
+    findings += scan_kernel_log(done.kernel_log)
+    taint = taint_finding(done.taint_before, done.taint_after)
+    if taint is not None:
+        findings.append(taint)
+    return findings
+
+
+def render(findings: Sequence[Finding]) -> str:
+    what = ", ".join(sorted({f.kind for f in findings}))
+    head = f"kernel health: {len(findings)} problem(s) in the kernel log ({what})"
+    return "\n\n".join([head, *(f.render() for f in findings)])
+
+
+def apply_findings(reports: Sequence[pytest.TestReport], findings: Sequence[Finding]) -> None:
+    """Fail the test for `findings`: its call report (else setup report) shows them.
+
+    A passed or skipped report becomes a failure whose message is the splats; an already
+    failed one keeps its traceback and gets a "kernel health" section.
+    """
+    if not findings or not reports:
+        return
+    text = render(findings)
+    by_when = {report.when: report for report in reports}
+    target = by_when.get("call") or by_when.get("setup") or reports[0]
+    if target.failed:
+        target.sections.append((SECTION, text))
+    else:
+        target.outcome = "failed"
+        target.longrepr = text
+    for report in reports:
+        report.user_properties.extend(
+            ("kernel_splat", f"{f.kind} {f.fingerprint} {f.headline}") for f in findings
+        )
+
+
+def is_fatal(findings: Sequence[Finding]) -> bool:
+    return any(f.kind in FATAL_KINDS for f in findings)
+
+
+__all__ = [
+    "Finding",
+    "apply_findings",
+    "is_fatal",
+    "item_findings",
+    "render",
+    "scan_kernel_log",
+    "taint_finding",
+]

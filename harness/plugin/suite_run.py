@@ -1,0 +1,350 @@
+# SPDX-License-Identifier: MIT
+"""Running guest tests: host items whose execution happens in a guest (or, with --target
+local, in this process), reported through the host's own hooks.
+
+Guest tests are collected on the host like any test, so -k, -x, --lf, markers and xdist
+select and distribute them as usual. This plugin's pytest_runtest_protocol takes over for
+them: it gets this process's VM of the item's kernel (VmPool; under xdist one per worker),
+makes it ready (harness.plugin.guest_vm), has the guest runner run the item, and emits the
+guest's reports through item.ihook (logstart, logreport, logfinish) so the terminal, junitxml,
+the --lf cache and xdist see ordinary results. Kernel health (harness.plugin.health) can turn
+a passed test into a failure; a guest that dies fails the running test with its console's
+panic, and the next test gets a new VM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from harness.plugin import guest_items
+from harness.plugin.health import Finding, apply_findings, is_fatal, item_findings
+from harness.plugin.kernels import KernelChoice
+from harness.plugin.kmsg import KmsgReader, read_taint
+from harness.plugin.protocol import ItemDone
+
+if TYPE_CHECKING:
+    from harness.plugin.guest_vm import GuestVm, VendorModule
+    from harness.plugin.pool import VmPool
+    from harness.plugin.runner_client import RunnerClient
+
+
+class SuiteRun:
+    """Registered by pytest_configure (harness/plugin/__init__.py) in every process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.target = str(config.getoption("--target"))
+        self.roots = guest_items.suite_roots(config)
+        self.env = guest_items.mdev_environment(config)
+        self._pool: VmPool | None = None
+        self._guests: dict[KernelChoice, GuestVm] = {}
+        self._modules: dict[str, VendorModule] = {}
+        self._tarballs: dict[Path, bytes] = {}
+        self._kmsg: KmsgReader | None = None
+        self._kmsg_error: str | None = None
+
+    # Collection -----------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)  # last, so the kernel is the last part of the id
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if self.target != "vm" or guest_items.suite_of(metafunc.definition, self.roots) is None:
+            return
+        from harness.plugin import _kernel_choices
+
+        choices = self.config.stash.get(_KERNELS_KEY, None) or _kernel_choices(self.config)
+        self.config.stash[_KERNELS_KEY] = choices
+        if guest_items.KERNEL_PARAM not in metafunc.fixturenames:
+            # The host never sets these items up: the name only has to pass parametrize's check.
+            metafunc.fixturenames.append(guest_items.KERNEL_PARAM)
+        metafunc.parametrize(
+            guest_items.KERNEL_PARAM,
+            choices,
+            indirect=True,
+            ids=[c.id for c in choices],
+            scope="session",  # groups a worker's items by kernel: its VMs are reused
+        )
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            if guest_items.suite_of(item, self.roots) is not None:
+                item.add_marker(guest_items.GUEST_MARKER)
+                if self.target == "vm":
+                    item.add_marker("vm")
+
+    # Running ---------------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        suite = guest_items.suite_of(item, self.roots)
+        if suite is None:
+            return None  # not a guest test: pytest's own protocol runs it
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        if self.target == "local":
+            reports = self._run_local(item, nextitem)
+        else:
+            reports = self._run_in_vm(item, nextitem, suite)
+        for report in reports:
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
+
+    def _run_local(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> list[pytest.TestReport]:
+        if self._kmsg is None and self._kmsg_error is None:
+            try:
+                self._kmsg = KmsgReader.open()
+            except OSError as err:
+                self._kmsg_error = f"kernel health not checked: cannot read /dev/kmsg ({err})"
+                _warn(self.config, f"{self._kmsg_error}: run as root")
+        before = self._kmsg.drain() if self._kmsg else []
+        taint_before = read_taint()
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        log = self._kmsg.drain() if self._kmsg else []
+        done = ItemDone(item.nodeid, log, before, taint_before, read_taint(), self._kmsg_error)
+        apply_findings(reports, item_findings(done))
+        return reports
+
+    def _run_in_vm(
+        self, item: pytest.Item, nextitem: pytest.Item | None, suite: Path
+    ) -> list[pytest.TestReport]:
+        choice = guest_items.kernel_of(item) or self._default_kernel()
+        ready = pytest.CallInfo.from_call(lambda: self._ready(choice, suite), when="setup")
+        if ready.excinfo is not None:
+            setup = item.ihook.pytest_runtest_makereport(item=item, call=ready)
+            return [setup, _teardown(item)]
+        guest, runner = ready.result
+        properties = _vm_properties(guest)
+        same_runner = (
+            nextitem is not None
+            and guest_items.suite_of(nextitem, self.roots) == suite
+            and (guest_items.kernel_of(nextitem) or choice) == choice
+        )
+        next_id = guest_items.guest_nodeid(nextitem) if same_runner and nextitem else None
+        mark = guest.console_mark()
+        timeout = guest.scaled(float(self.config.getoption("--guest-timeout")))
+        outcome = runner.run(guest_items.guest_nodeid(item), next_id, timeout)
+        moved = (runner.guest_rootdir, str(self.config.rootpath)) if runner.guest_rootdir else None
+        reports = [self._report(item, _moved(data, moved)) for data in outcome.reports]
+        findings: list[Finding] = []
+        if outcome.done is not None:
+            findings = item_findings(outcome.done)
+            apply_findings(reports, findings)
+            if is_fatal(findings):
+                # An Oopsed kernel is no base for the next test: it gets a new VM.
+                self._retire(choice, "the kernel oopsed or hit a BUG in the last test")
+        else:
+            death = guest.diagnose_death(mark, outcome.problem or "the guest runner stopped")
+            reports = _failed_by(item, reports, death.text)
+            findings = list(death.findings)
+            for report in reports:
+                report.user_properties.extend(
+                    ("kernel_splat", f"{f.kind} {f.fingerprint} {f.headline}") for f in findings
+                )
+            if death.vm_dead or outcome.timed_out:
+                self._retire(choice, "the guest died" if death.vm_dead else "a test timed out")
+            else:
+                runner.close()  # the next test starts a new runner in the same VM
+        if not any(r.when == "teardown" for r in reports):
+            reports.append(_teardown(item))
+        for report in reports:
+            report.user_properties.extend(properties)
+        return reports
+
+    def _report(self, item: pytest.Item, data: dict[str, Any]) -> pytest.TestReport:
+        report = self.config.hook.pytest_report_from_serializable(
+            config=self.config, data=_tuples_back(data)
+        )
+        if not isinstance(report, pytest.TestReport):
+            raise TypeError(f"the guest runner sent a {type(report).__name__}, not a TestReport")
+        # The guest knows the item by its unparametrized id; the host's names it everywhere.
+        report.nodeid = item.nodeid
+        report.location = item.location
+        return report
+
+    # VMs -------------------------------------------------------------------------------------
+
+    def _default_kernel(self) -> KernelChoice:
+        from harness.plugin import _kernel_choices
+
+        return _kernel_choices(self.config)[0]
+
+    def _pool_for(self) -> VmPool:
+        if self._pool is None:
+            from harness.plugin.fixtures import TerminalProgress
+            from harness.plugin.pool import VmPool
+
+            self._pool = VmPool(
+                fresh=self.config.getoption("--fresh-vm"),
+                memory_mib=self.config.getoption("--vm-memory"),
+                progress=TerminalProgress(self.config),
+            )
+        return self._pool
+
+    def _ready(self, choice: KernelChoice, suite: Path) -> tuple[GuestVm, RunnerClient]:
+        """The VM of `choice` with the module loaded and a runner over `suite` (fails the test
+        with the reason when any of it cannot be had)."""
+        from harness.plugin.fixtures import _need_qemu, _start_failed
+        from harness.plugin.guest_vm import GuestVm
+
+        _need_qemu()
+        pool = self._pool_for()
+        try:
+            vm = pool.shared(choice)
+        except Exception as exc:  # every start failure is reported the same way
+            _start_failed(choice, exc)
+        guest = self._guests.get(choice)
+        if guest is None or guest.vm is not vm:
+            if guest is not None:
+                guest.close()
+            guest = self._guests[choice] = GuestVm(vm, pool.progress)
+        try:
+            guest.load_module(self._module(choice, guest))
+            relative = suite.relative_to(self.config.rootpath).as_posix()
+            runner = guest.runner(suite, relative, self._tarball(suite), self.env)
+        except pytest.fail.Exception:
+            raise
+        except Exception as exc:
+            pytest.fail(f"{choice.id}: could not prepare the guest: {exc}", pytrace=False)
+        return guest, runner
+
+    def _module(self, choice: KernelChoice, guest: GuestVm) -> VendorModule:
+        from harness.plugin.guest_vm import VendorModule
+
+        given = self.config.getoption("--vendor-module")
+        key = "given" if given else choice.recipe
+        if key not in self._modules:
+            if given:
+                path = Path(given).expanduser().resolve()
+                if not path.is_file():
+                    pytest.fail(f"--vendor-module {given}: no such file", pytrace=False)
+            else:
+                path = self._build_module(choice, guest)
+            self._modules[key] = VendorModule.read(path)
+        return self._modules[key]
+
+    def _build_module(self, choice: KernelChoice, guest: GuestVm) -> Path:
+        import os
+
+        from harness.kmod.module_cache import VendorModuleError, build_vendor_module
+        from harness.plugin.policy import vm_unavailable
+
+        if choice.custom_path is not None:
+            pytest.fail(
+                f"{choice.id}: our module is built for Debian's kernels only: build it against "
+                f"your kernel and pass --vendor-module PATH.ko",
+                pytrace=False,
+            )
+        if os.geteuid() != 0:
+            vm_unavailable("building the vendor module in a Debian chroot needs root")
+        source = self.config.getoption("--vendor-src")
+        try:
+            return build_vendor_module(
+                guest.vm.image,
+                guest.progress,
+                source=Path(source).resolve() if source else None,
+            )
+        except VendorModuleError as err:
+            pytest.fail(str(err), pytrace=False)
+
+    def _tarball(self, suite: Path) -> bytes:
+        if suite not in self._tarballs:
+            markers = [str(line) for line in self.config.getini("markers")]
+            self._tarballs[suite] = guest_items.suite_tarball(suite, self.config.rootpath, markers)
+        return self._tarballs[suite]
+
+    def _retire(self, choice: KernelChoice, why: str) -> None:
+        guest = self._guests.pop(choice, None)
+        if guest is None:
+            return
+        guest.progress(f"{choice.id}: replacing the VM: {why}")
+        with contextlib.suppress(Exception):
+            guest.close()
+        guest.vm.close()  # VmPool.shared starts a new one for the next test
+
+    # Ending ---------------------------------------------------------------------------------
+
+    def pytest_sessionfinish(self) -> None:
+        guests, self._guests = list(self._guests.values()), {}
+        for guest in guests:
+            with contextlib.suppress(Exception):
+                guest.close()  # the runners tear their sessions down
+        if self._pool is not None:
+            self._pool.close()
+        if self._kmsg is not None:
+            self._kmsg.close()
+
+
+_KERNELS_KEY = pytest.StashKey[list[KernelChoice]]()
+
+
+def _moved(data: Any, paths: tuple[str, str] | None) -> Any:
+    """`data` with the guest's suite root in every string replaced by the host's rootdir, so
+    tracebacks and skip locations name the files the user has."""
+    if paths is None:
+        return data
+    if isinstance(data, str):
+        return data.replace(paths[0], paths[1])
+    if isinstance(data, list):
+        return [_moved(value, paths) for value in data]
+    if isinstance(data, dict):
+        return {key: _moved(value, paths) for key, value in data.items()}
+    return data
+
+
+def _tuples_back(data: dict[str, Any]) -> dict[str, Any]:
+    """JSON turned the report's tuples into lists; pytest checks for tuples (a skip's
+    longrepr is (path, lineno, reason)), as xdist's transport would have kept them."""
+    data = dict(data)
+    if isinstance(data.get("longrepr"), list):
+        data["longrepr"] = tuple(data["longrepr"])
+    for key in ("location", "sections", "user_properties"):
+        if isinstance(data.get(key), list):
+            value = data[key]
+            data[key] = tuple(value) if key == "location" else [tuple(v) for v in value]
+    return data
+
+
+def _vm_properties(guest: GuestVm) -> list[tuple[str, object]]:
+    vm = guest.vm
+    return [
+        ("kernel", vm.machine.kernel_release),
+        ("accelerator", vm.accelerator.name),
+        ("accelerator_reason", vm.accelerator.reason),
+    ]
+
+
+def _teardown(item: pytest.Item) -> pytest.TestReport:
+    return pytest.TestReport(
+        item.nodeid, item.location, dict(item.keywords), "passed", None, "teardown"
+    )
+
+
+def _failed_by(
+    item: pytest.Item, reports: list[pytest.TestReport], text: str
+) -> list[pytest.TestReport]:
+    """The reports so far plus a failure for the phase that was running when the guest died."""
+    done = {r.when for r in reports}
+    when: Literal["setup", "call", "teardown"] = "teardown"
+    if "setup" not in done:
+        when = "setup"
+    elif "call" not in done and reports[-1].passed:
+        when = "call"  # (setup failed or skipped: the death came in its teardown)
+    failure = pytest.TestReport(
+        item.nodeid, item.location, dict(item.keywords), "failed", text, when
+    )
+    return [*reports, failure]
+
+
+def _warn(config: pytest.Config, text: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"[vfio-harness] {text}")
