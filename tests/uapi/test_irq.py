@@ -1,0 +1,339 @@
+# SPDX-License-Identifier: MIT
+"""Interrupts: eventfd delivery, loopback triggers, disable, INTx mask/unmask, MSI, ERR, REQ on
+removal while open, and invalid index/start/count/flags/data (EINVAL)."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.mdev import MdevDevice
+from harness.refdev import Direction, RefDevice
+from harness.refdev import pci_config as pci
+from harness.refdev import registers as r
+from harness.uapi import DmaBuffer, EventFd, IommuMode, IrqIndex, OpenDevice
+from harness.uapi.irq import bool_payload, eventfd_payload
+from harness.uapi.raw import vfio as v
+from tests.uapi import util
+from tests.uapi.util import raises_errno
+
+INDEXES = {
+    "intx": v.VFIO_PCI_INTX_IRQ_INDEX,
+    "msi": v.VFIO_PCI_MSI_IRQ_INDEX,
+    "msix": v.VFIO_PCI_MSIX_IRQ_INDEX,
+    "err": v.VFIO_PCI_ERR_IRQ_INDEX,
+    "req": v.VFIO_PCI_REQ_IRQ_INDEX,
+}
+TRIGGER_NONE = v.VFIO_IRQ_SET_ACTION_TRIGGER | v.VFIO_IRQ_SET_DATA_NONE
+TRIGGER_BOOL = v.VFIO_IRQ_SET_ACTION_TRIGGER | v.VFIO_IRQ_SET_DATA_BOOL
+TRIGGER_EVENTFD = v.VFIO_IRQ_SET_ACTION_TRIGGER | v.VFIO_IRQ_SET_DATA_EVENTFD
+WAIT = 2.0  # seconds to wait for an interrupt that must come
+QUIET = 0.05  # seconds to wait for one that must not
+MSI_CONTROL = r.PCI_MSI_CAP_OFFSET + 2
+
+
+@pytest.fixture
+def eventfd() -> Iterator[EventFd]:
+    with EventFd() as fd:
+        yield fd
+
+
+def irq_with_vectors(opened: OpenDevice, name: str) -> IrqIndex:
+    if not opened.device.info().is_pci:
+        pytest.skip("not a vfio-pci device: IRQ indexes are not the PCI ones")
+    index = INDEXES[name]
+    if index >= opened.device.info().num_irqs or not opened.device.irq_info(index).count:
+        pytest.skip(f"the device has no {name} vector")
+    irq = opened.device.irq(index)
+    if not irq.info.eventfd:
+        pytest.skip(f"{name} does not signal through an eventfd")
+    return irq
+
+
+def first_irq(opened: OpenDevice) -> IrqIndex:
+    for index in range(opened.device.info().num_irqs):
+        irq = opened.device.irq(index)
+        if irq.info.count and irq.info.eventfd:
+            return irq
+    pytest.skip("the device has no interrupt with an eventfd")
+
+
+# -- any device: eventfds, loopback, disable ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", INDEXES)
+def test_loopback_trigger(opened: OpenDevice, eventfd: EventFd, name: str) -> None:
+    irq = irq_with_vectors(opened, name)
+    irq.attach_eventfds([eventfd.fd])
+    irq.fire()
+    assert eventfd.wait(WAIT) == 1
+    irq.fire_bool([True])
+    assert eventfd.wait(WAIT) == 1
+    irq.fire_bool([False])
+    assert eventfd.wait(QUIET) == 0
+    irq.disable()
+    irq.fire()
+    assert eventfd.wait(QUIET) == 0, "signalled after the eventfd was detached"
+
+
+@pytest.mark.parametrize("name", INDEXES)
+def test_detach_with_fd_minus_one(opened: OpenDevice, eventfd: EventFd, name: str) -> None:
+    irq = irq_with_vectors(opened, name)
+    irq.attach_eventfds([eventfd.fd])
+    irq.attach_eventfds([-1])
+    irq.fire()
+    assert eventfd.wait(QUIET) == 0
+
+
+def test_replace_eventfd(opened: OpenDevice, eventfd: EventFd) -> None:
+    irq = first_irq(opened)
+    with EventFd() as other:
+        irq.attach_eventfds([eventfd.fd])
+        irq.attach_eventfds([other.fd])
+        irq.fire()
+        assert other.wait(WAIT) == 1
+        assert eventfd.wait(QUIET) == 0
+
+
+def test_intx_mask_unmask_accepted(opened: OpenDevice, eventfd: EventFd) -> None:
+    irq = irq_with_vectors(opened, "intx")
+    if not irq.info.maskable:
+        pytest.skip("INTx is not maskable on this device")
+    irq.attach_eventfds([eventfd.fd])
+    irq.mask()
+    irq.unmask()
+    irq.device.set_irqs(
+        irq.info.index,
+        0,
+        1,
+        v.VFIO_IRQ_SET_ACTION_MASK | v.VFIO_IRQ_SET_DATA_BOOL,
+        bool_payload([True]),
+    )
+
+
+# -- any device: bad SET_IRQS ------------------------------------------------------------------
+
+
+def test_set_irqs_index_out_of_range(opened: OpenDevice) -> None:
+    num_irqs = opened.device.info().num_irqs
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(num_irqs, 0, 0, TRIGGER_NONE)
+
+
+def test_set_irqs_index_without_vectors(opened: OpenDevice) -> None:
+    for index in range(opened.device.info().num_irqs):
+        if not opened.device.irq_info(index).count:
+            with raises_errno(errno.EINVAL):
+                opened.device.set_irqs(index, 0, 1, TRIGGER_NONE)
+            return
+    pytest.skip("every IRQ index has vectors")
+
+
+@pytest.mark.parametrize(("start", "extra"), [(1, 0), (0, 1)], ids=["start_past", "count_past"])
+def test_set_irqs_beyond_vectors(opened: OpenDevice, start: int, extra: int) -> None:
+    irq = first_irq(opened)
+    count = irq.info.count - start + extra
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(
+            irq.info.index, irq.info.count if start else 0, max(count, 1), TRIGGER_NONE
+        )
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(
+            v.VFIO_IRQ_SET_ACTION_TRIGGER | v.VFIO_IRQ_SET_DATA_NONE | v.VFIO_IRQ_SET_DATA_BOOL,
+            id="two_data_types",
+        ),
+        pytest.param(v.VFIO_IRQ_SET_ACTION_TRIGGER | 1 << 10, id="unknown_flag"),
+        pytest.param(v.VFIO_IRQ_SET_ACTION_TRIGGER, id="no_data_type"),
+    ],
+)
+def test_set_irqs_bad_flags(opened: OpenDevice, flags: int) -> None:
+    irq = first_irq(opened)
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(irq.info.index, 0, 1, flags, bytes(4))
+
+
+@pytest.mark.parametrize(
+    ("flags", "size"), [(TRIGGER_EVENTFD, 4), (TRIGGER_BOOL, 1)], ids=["eventfd", "bool"]
+)
+def test_set_irqs_short_data(opened: OpenDevice, flags: int, size: int) -> None:
+    irq = first_irq(opened)
+    data = bytes(size * irq.info.count)
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(
+            irq.info.index, 0, irq.info.count, flags, data, argsz=20 + len(data) - 1
+        )
+
+
+def test_set_irqs_argsz_too_small(opened: OpenDevice) -> None:
+    irq = first_irq(opened)
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(irq.info.index, 0, 0, TRIGGER_NONE, argsz=19)
+
+
+def test_set_irqs_not_an_eventfd(opened: OpenDevice) -> None:
+    irq = first_irq(opened)
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(
+            irq.info.index, 0, 1, TRIGGER_EVENTFD, eventfd_payload([opened.device.fd])
+        )
+
+
+def test_set_irqs_closed_fd(opened: OpenDevice) -> None:
+    irq = first_irq(opened)
+    with raises_errno(errno.EBADF):
+        opened.device.set_irqs(irq.info.index, 0, 1, TRIGGER_EVENTFD, eventfd_payload([65000]))
+
+
+# -- REQ: the device is removed while it is open ----------------------------------------------
+
+
+def test_req_on_remove_while_open(
+    make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMode, eventfd: EventFd
+) -> None:
+    device = make_mdev()
+    opened = util.open_device(device, iommu_mode)
+    remover: threading.Thread | None = None
+    try:
+        irq = irq_with_vectors(opened, "req")
+        irq.attach_eventfds([eventfd.fd])
+        remover = threading.Thread(target=device.remove, daemon=True)
+        remover.start()
+        assert eventfd.wait(10.0) >= 1, "no REQ while the device was being removed"
+        assert remover.is_alive(), "removal finished while the device was still open"
+    finally:
+        opened.close()
+    if remover is not None:
+        remover.join(30.0)
+        assert not remover.is_alive(), "removal still blocked after the device was closed"
+        assert not device.exists
+
+
+# -- the reference device: INTx, MSI, ERR semantics -------------------------------------------
+
+
+@pytest.mark.refdev
+def test_intx_level_automask_unmask(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    intx = opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX)
+    intx.attach_eventfds([eventfd.fd])
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(WAIT) == 1
+    assert ref.read32(r.REG_IRQ_STATUS) == r.IRQ_SOFTWARE
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(QUIET) == 0, "fired while auto-masked"
+    intx.unmask()
+    assert eventfd.wait(WAIT) == 1, "unmask with the line asserted must fire again"
+    ref.write32(r.REG_IRQ_STATUS, r.IRQ_SOFTWARE)  # W1C: the line drops
+    assert ref.read32(r.REG_IRQ_STATUS) == 0
+    intx.unmask()
+    assert eventfd.wait(QUIET) == 0
+
+
+@pytest.mark.refdev
+def test_intx_masked_by_user(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    intx = opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX)
+    intx.attach_eventfds([eventfd.fd])
+    intx.mask()
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(QUIET) == 0
+    intx.unmask()
+    assert eventfd.wait(WAIT) == 1
+
+
+@pytest.mark.refdev
+def test_intx_source_masked_in_device(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).attach_eventfds([eventfd.fd])
+    ref.write32(r.REG_IRQ_MASK, 0)
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(QUIET) == 0
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    assert eventfd.wait(WAIT) == 1, "unmasking an asserted source must raise the line"
+
+
+@pytest.mark.refdev
+def test_intx_disabled_in_command(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).attach_eventfds([eventfd.fd])
+    ref.config.write_int(pci.COMMAND, 2, 0x400)  # INTx disable
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(QUIET) == 0
+
+
+@pytest.mark.refdev
+def test_intx_on_dma_done(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).attach_eventfds([eventfd.fd])
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_DMA_DONE)
+    with DmaBuffer(4096) as buffer:
+        opened.dma.map_buffer(util.IOVA, buffer)
+        ref.dma(util.IOVA, 0, 64, Direction.TO_DEVICE).check()
+    assert eventfd.wait(WAIT) == 1
+    assert ref.read32(r.REG_IRQ_STATUS) == r.IRQ_DMA_DONE
+
+
+@pytest.mark.refdev
+def test_msi_enable_and_delivery(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    with EventFd() as intx_fd:
+        opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).attach_eventfds([intx_fd.fd])
+        msi = opened.device.irq(v.VFIO_PCI_MSI_IRQ_INDEX)
+        msi.attach_eventfds([eventfd.fd])
+        assert ref.config.read_int(MSI_CONTROL, 2) & 1, "SET_IRQS did not enable MSI"
+        ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+        ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+        assert eventfd.wait(WAIT) == 1
+        assert intx_fd.wait(QUIET) == 0, "INTx fired while MSI was enabled"
+        msi.disable()
+        assert not ref.config.read_int(MSI_CONTROL, 2) & 1, "MSI still enabled after disable"
+
+
+@pytest.mark.refdev
+def test_err_on_dma_error(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
+    opened.device.irq(v.VFIO_PCI_ERR_IRQ_INDEX).attach_eventfds([eventfd.fd])
+    assert ref.dma(util.IOVA, 0, 64, Direction.TO_DEVICE).failed  # nothing mapped
+    assert eventfd.wait(WAIT) == 1
+
+
+@pytest.mark.refdev
+@pytest.mark.parametrize(
+    ("action", "name"),
+    [(v.VFIO_IRQ_SET_ACTION_MASK, "mask"), (v.VFIO_IRQ_SET_ACTION_UNMASK, "unmask")],
+)
+@pytest.mark.parametrize("index", ["msi", "err", "req"])
+def test_mask_on_edge_interrupt(opened: OpenDevice, action: int, name: str, index: str) -> None:
+    with raises_errno(errno.ENOTTY):  # as vfio-pci: only INTx masks
+        opened.device.set_irqs(INDEXES[index], 0, 1, action | v.VFIO_IRQ_SET_DATA_NONE)
+
+
+@pytest.mark.refdev
+def test_unmask_by_eventfd(opened: OpenDevice, eventfd: EventFd) -> None:
+    with raises_errno(errno.ENOTTY):
+        opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).unmask_with_eventfd(eventfd.fd)
+
+
+@pytest.mark.refdev
+def test_two_actions(opened: OpenDevice) -> None:
+    flags = v.VFIO_IRQ_SET_ACTION_MASK | v.VFIO_IRQ_SET_ACTION_UNMASK | v.VFIO_IRQ_SET_DATA_NONE
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(v.VFIO_PCI_INTX_IRQ_INDEX, 0, 1, flags)
+
+
+@pytest.mark.refdev
+@pytest.mark.parametrize("flags", [TRIGGER_BOOL, TRIGGER_EVENTFD], ids=["bool", "eventfd"])
+def test_count_zero_with_data(opened: OpenDevice, flags: int) -> None:
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(v.VFIO_PCI_INTX_IRQ_INDEX, 0, 0, flags)
+
+
+@pytest.mark.refdev
+def test_negative_eventfd(opened: OpenDevice) -> None:
+    with raises_errno(errno.EINVAL):
+        opened.device.set_irqs(
+            v.VFIO_PCI_INTX_IRQ_INDEX, 0, 1, TRIGGER_EVENTFD, eventfd_payload([-2])
+        )

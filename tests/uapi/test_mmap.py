@@ -1,0 +1,147 @@
+# SPDX-License-Identifier: MIT
+"""mmap of regions: only where the device allows it (MMAP flag, sparse areas), coherent with
+read/write, and refused (EINVAL) for private mappings, bad offsets and bad sizes."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import mmap
+import os
+
+import pytest
+
+from harness.refdev import Direction, Method, RefDevice
+from harness.uapi import PAGE_SIZE, DmaBuffer, OpenDevice, Region, RegionInfo, SparseArea
+from tests.uapi import util
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def mmap_errno(fd: int, offset: int, length: int, flags: int = mmap.MAP_SHARED) -> int:
+    """mmap(2) straight from libc (Python's mmap fixes up sizes); 0 on success, else errno."""
+    address = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
+    if address == MAP_FAILED or address is None:
+        return ctypes.get_errno()
+    _libc.munmap(address, length)
+    return 0
+
+
+def mappable_regions(opened: OpenDevice) -> list[RegionInfo]:
+    found = [info for info in util.regions(opened.device) if info.size and info.mmap_areas()]
+    if not found:
+        pytest.skip("no region of the device is mmap-able")
+    return found
+
+
+def holes(info: RegionInfo) -> list[int]:
+    """Page offsets inside the region that no mmap area covers."""
+    covered: set[int] = set()
+    for area in info.mmap_areas():
+        covered.update(range(area.offset, area.offset + area.size, PAGE_SIZE))
+    return [page for page in range(0, info.size, PAGE_SIZE) if page not in covered]
+
+
+def test_mmap_refused_without_mmap_flag(opened: OpenDevice) -> None:
+    refused = [info for info in util.regions(opened.device) if info.size and not info.mmappable]
+    if not refused:
+        pytest.skip("every region of the device is mmap-able")
+    for info in refused:
+        assert mmap_errno(opened.device.fd, info.offset, PAGE_SIZE) == errno.EINVAL, info
+
+
+def test_mmap_every_area(opened: OpenDevice) -> None:
+    for info in mappable_regions(opened):
+        region = Region(opened.device, info)
+        for area in info.mmap_areas():
+            with region.mmap(area.offset, area.size) as mapped:
+                assert len(mapped) == area.size
+
+
+def test_mmap_outside_sparse_areas(opened: OpenDevice) -> None:
+    checked = 0
+    for info in mappable_regions(opened):
+        for page in holes(info)[:4]:
+            got = mmap_errno(opened.device.fd, info.offset + page, PAGE_SIZE)
+            assert got == errno.EINVAL, f"region {info.index} page {page:#x}: errno {got}"
+            checked += 1
+    if not checked:
+        pytest.skip("the mmap-able regions have no sparse holes")
+
+
+def test_mmap_past_the_area(opened: OpenDevice) -> None:
+    info = mappable_regions(opened)[0]
+    area = info.mmap_areas()[-1]
+    got = mmap_errno(opened.device.fd, info.offset + area.offset, area.size + PAGE_SIZE)
+    assert got == errno.EINVAL
+
+
+def test_mmap_private_refused(opened: OpenDevice) -> None:
+    info = mappable_regions(opened)[0]
+    area = info.mmap_areas()[0]
+    got = mmap_errno(opened.device.fd, info.offset + area.offset, PAGE_SIZE, mmap.MAP_PRIVATE)
+    assert got == errno.EINVAL
+
+
+def test_mmap_unaligned_offset(opened: OpenDevice) -> None:
+    info = mappable_regions(opened)[0]
+    got = mmap_errno(opened.device.fd, info.offset + info.mmap_areas()[0].offset + 8, PAGE_SIZE)
+    assert got == errno.EINVAL
+
+
+def test_mmap_zero_length(opened: OpenDevice) -> None:
+    info = mappable_regions(opened)[0]
+    assert mmap_errno(opened.device.fd, info.offset + info.mmap_areas()[0].offset, 0) == (
+        errno.EINVAL
+    )
+
+
+def test_mmap_coherent_with_read_write(opened: OpenDevice) -> None:
+    for info in mappable_regions(opened):
+        if not (info.readable and info.writable):
+            continue
+        region = Region(opened.device, info)
+        area: SparseArea = info.mmap_areas()[0]
+        span = min(area.size, 2 * PAGE_SIZE)
+        saved = region.read_exact(area.offset, span)
+        with region.mmap(area.offset, span) as mapped:
+            data = os.urandom(span)
+            mapped[:span] = data
+            assert region.read_exact(area.offset, span) == data, "pread after mmap write"
+            data = os.urandom(span)
+            region.write_exact(area.offset, data)
+            assert mapped[:span] == data, "mmap after pwrite"
+            mapped[:span] = saved
+
+
+def test_mmap_read_only_mapping(opened: OpenDevice) -> None:
+    info = mappable_regions(opened)[0]
+    region = Region(opened.device, info)
+    area = info.mmap_areas()[0]
+    with region.mmap(area.offset, PAGE_SIZE, writable=False) as mapped:
+        assert mapped[:64] == region.read_exact(area.offset, 64)
+
+
+@pytest.mark.refdev
+def test_mmap_seen_by_dma_engine(opened: OpenDevice, ref: RefDevice) -> None:
+    with DmaBuffer(PAGE_SIZE) as buffer:
+        opened.dma.map_buffer(util.IOVA, buffer)
+        with ref.mem.mmap(0, PAGE_SIZE) as mapped:
+            data = os.urandom(256)
+            mapped[0x100:0x200] = data
+            ref.dma(0x100, util.IOVA, 256, Direction.FROM_DEVICE, Method.RW).check()
+            assert buffer.read(0, 256) == data
+            buffer.write(0, data[::-1])
+            ref.dma(util.IOVA, 0x300, 256, Direction.TO_DEVICE, Method.PIN).check()
+            assert mapped[0x300:0x400] == data[::-1]
