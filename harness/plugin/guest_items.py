@@ -69,6 +69,14 @@ def add_options(parser: pytest.Parser) -> None:
         "(write --vendor-src=DIR)",
     )
     group.addoption(
+        "--module-faults",
+        type=int,
+        default=0,
+        metavar="BITS",
+        help="TEST THE SUITE: load the fault-injection build of our module (kmod/faults.h) "
+        "with fault=BITS: 1 keeps pins on unmap, 2 overruns device memory, 4 WARNs on reset",
+    )
+    group.addoption(
         "--guest-timeout",
         type=float,
         default=600.0,

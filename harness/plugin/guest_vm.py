@@ -40,13 +40,14 @@ class VendorModule:
     path: Path
     name: str  # as in /proc/modules
     depends: tuple[str, ...]
+    params: tuple[str, ...] = ()  # insmod's name=value arguments
 
     @classmethod
-    def read(cls, path: Path) -> VendorModule:
+    def read(cls, path: Path, params: tuple[str, ...] = ()) -> VendorModule:
         info = module_info(path)
         name = info.first("name") or path.name.removesuffix(".ko").replace("-", "_")
         depends = tuple(d for d in (info.first("depends") or "").split(",") if d)
-        return cls(path, name, depends)
+        return cls(path, name, depends, params)
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,11 @@ class GuestVm(Closing):
         self.vm.ssh.put(module.path, remote)
         needed = " ".join(shlex.quote(m) for m in dict.fromkeys((*VFIO_MODULES, *module.depends)))
         name = shlex.quote(module.name)
+        params = " ".join(shlex.quote(p) for p in module.params)
         self.vm.ssh.run(
             f"modprobe -a {needed} && {{ grep -q '^{module.name} ' /proc/modules"
-            f" || insmod {shlex.quote(remote)}; }} || {{ rc=$?; dmesg | tail -20 >&2; exit $rc; }}",
+            f" || insmod {shlex.quote(remote)} {params}; }}"
+            " || { rc=$?; dmesg | tail -20 >&2; exit $rc; }",
             self.scaled(MODULE_LOAD_TIMEOUT_S),
         )
         self.progress(f"{self.vm.machine.kernel_release}: loaded {name} ({module.path})")

@@ -228,7 +228,9 @@ class SuiteRun:
                     pytest.fail(f"--vendor-module {given}: no such file", pytrace=False)
             else:
                 path = self._build_module(choice, guest)
-            self._modules[key] = VendorModule.read(path)
+            faults = int(self.config.getoption("--module-faults"))
+            params = (f"fault={faults}",) if faults and not given else ()
+            self._modules[key] = VendorModule.read(path, params)
         return self._modules[key]
 
     def _build_module(self, choice: KernelChoice, guest: GuestVm) -> Path:
@@ -251,6 +253,7 @@ class SuiteRun:
                 guest.vm.image,
                 guest.progress,
                 source=Path(source).resolve() if source else None,
+                faults=bool(self.config.getoption("--module-faults")),
             )
         except VendorModuleError as err:
             pytest.fail(str(err), pytrace=False)
