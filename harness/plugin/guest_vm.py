@@ -19,7 +19,7 @@ from harness.closing import Closing
 from harness.kmod.modinfo import module_info
 from harness.plugin.health import Finding, from_splat
 from harness.plugin.runner_client import RunnerClient
-from harness.vm.console import parse_console
+from harness.vm.console import VerdictKind, parse_console
 from harness.vm.guest_python import GUEST_ROOT, push_harness, push_tree
 from harness.vm.machine import VFIO_MODULES, Vm
 
@@ -31,6 +31,9 @@ COLLECT_TIMEOUT_S = 120.0
 QUIT_TIMEOUT_S = 30.0
 PANIC_EXIT_WAIT_S = 5.0  # QEMU exits on a guest panic (pvpanic); the connection dies first
 CONSOLE_TAIL_LINES = 40
+# How long a test may still report after its kernel oopsed before it counts as hung.
+OOPS_GRACE_S = 15.0
+FATAL_KINDS = frozenset({VerdictKind.OOPS, VerdictKind.BUG, VerdictKind.PANIC})
 
 Progress = Callable[[str], None]
 
@@ -65,6 +68,7 @@ class GuestVm(Closing):
         self.progress = progress
         self.module: VendorModule | None = None
         self.runners: dict[Path, RunnerClient] = {}
+        self._oops_seen_at: float | None = None
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.vm.accelerator.timeout_scale
@@ -120,8 +124,26 @@ class GuestVm(Closing):
         return client
 
     def console_mark(self) -> int:
+        self._oops_seen_at = None
         self.vm.console.poll()
         return len(self.vm.console.lines)
+
+    def stalled_by_oops(self, mark: int) -> str | None:
+        """Why to stop waiting for the running test: its kernel oopsed (or hit a BUG) a while
+        ago and the test has not reported since. An oops kills the task it hit, often with
+        locks held, so the test's process may never return; without this the host would
+        wait the whole --guest-timeout (stretched 8-fold under TCG)."""
+        vm = self.vm
+        vm.console.poll()
+        if self._oops_seen_at is None:
+            verdict = parse_console(line.text for line in vm.console.lines[mark:])
+            if verdict.kind not in FATAL_KINDS:
+                return None
+            self._oops_seen_at = time.monotonic()
+        if time.monotonic() - self._oops_seen_at < OOPS_GRACE_S:
+            return None
+        self._oops_seen_at = None
+        return f"the kernel reported an oops or BUG {OOPS_GRACE_S:.0f} s ago and the test hangs"
 
     def diagnose_death(self, mark: int, problem: str) -> Death:
         """After a runner's connection ended: did the guest die, and what did its console say."""

@@ -12,6 +12,7 @@ StreamingCommand; the unit tests use a local subprocess).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +35,13 @@ class LinePipe(Protocol):
     def read_line(self, timeout: float) -> bytes | None: ...
     def exit_status(self, timeout: float) -> int | None: ...
     def close(self) -> None: ...
+
+
+GIVE_UP_POLL_S = 1.0
+
+
+class GaveUpError(Exception):
+    """give_up() said there is no point waiting for the item any longer."""
 
 
 class RunnerStartError(RuntimeError):
@@ -77,14 +85,25 @@ class RunnerClient(Closing):
             raise RunnerStartError(f"the guest runner said {message!r} instead of ready")
         return cls(pipe, RunnerInfo.from_message(message["ready"]))
 
-    def run(self, nodeid: str, next_nodeid: str | None, timeout: float) -> RunOutcome:
-        """Run one item; a dead or silent runner gives an outcome without `done`."""
+    def run(
+        self,
+        nodeid: str,
+        next_nodeid: str | None,
+        timeout: float,
+        *,
+        give_up: Callable[[], str | None] | None = None,
+    ) -> RunOutcome:
+        """Run one item; a dead or silent runner gives an outcome without `done`.
+
+        `give_up()`, asked about once a second while waiting, returns why waiting longer is
+        pointless (say, the kernel oopsed and the test's process hangs), or None.
+        """
         outcome = RunOutcome()
         deadline = time.monotonic() + timeout
         try:
             self.pipe.send_line(encode(run_request(nodeid, next_nodeid)))
             while True:
-                line = self.pipe.read_line(max(deadline - time.monotonic(), 0.0))
+                line = self._next_line(deadline, give_up)
                 if line is None:
                     self.alive = False
                     outcome.problem = "the guest runner's connection ended" + _stderr(self.pipe)
@@ -97,6 +116,11 @@ class RunnerClient(Closing):
                     return outcome
                 else:
                     raise ProtocolError(f"unexpected message from the guest runner: {message!r}")
+        except GaveUpError as err:
+            self.alive = False
+            outcome.timed_out = True  # the VM cannot be trusted with the next test either
+            outcome.problem = f"stopped waiting for the test: {err}" + _stderr(self.pipe)
+            return outcome
         except TimeoutError:
             self.alive = False
             outcome.timed_out = True
@@ -110,6 +134,18 @@ class RunnerClient(Closing):
             self.alive = False
             outcome.problem = f"the guest runner's connection broke: {err}" + _stderr(self.pipe)
             return outcome
+
+    def _next_line(self, deadline: float, give_up: Callable[[], str | None] | None) -> bytes | None:
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.0)
+            try:
+                return self.pipe.read_line(min(remaining, GIVE_UP_POLL_S) if give_up else remaining)
+            except TimeoutError:
+                if give_up is None or time.monotonic() >= deadline:
+                    raise
+            reason = give_up()
+            if reason is not None:
+                raise GaveUpError(reason)
 
     def quit(self, timeout: float) -> int | None:
         """Ask the runner to tear its session down and wait for it to exit."""

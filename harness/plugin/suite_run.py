@@ -131,7 +131,12 @@ class SuiteRun:
         next_id = guest_items.guest_nodeid(nextitem) if same_runner and nextitem else None
         mark = guest.console_mark()
         timeout = guest.scaled(float(self.config.getoption("--guest-timeout")))
-        outcome = runner.run(guest_items.guest_nodeid(item), next_id, timeout)
+        outcome = runner.run(
+            guest_items.guest_nodeid(item),
+            next_id,
+            timeout,
+            give_up=lambda: guest.stalled_by_oops(mark),
+        )
         moved = (runner.guest_rootdir, str(self.config.rootpath)) if runner.guest_rootdir else None
         reports = [self._report(item, _moved(data, moved)) for data in outcome.reports]
         findings: list[Finding] = []
