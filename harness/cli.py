@@ -10,34 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from harness import __version__
 from harness.cli_errors import UserError
 from harness.commands import kmod as kmod_commands
 from harness.commands import mdev as mdev_commands
+from harness.commands import run as run_commands
 from harness.commands import uapi as uapi_commands
 from harness.commands import vm as vm_commands
-
-DEFAULT_KERNEL = "bookworm"
-KNOWN_KERNELS = ("bookworm", "trixie", "sid")
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    kernels = [k for k in args.kernel.split(",") if k]
-    unknown = [k for k in kernels if k not in KNOWN_KERNELS and not Path(k).exists()]
-    if unknown:
-        raise UserError(
-            f"unknown kernel {', '.join(unknown)}: use {', '.join(KNOWN_KERNELS)} or a path"
-        )
-    print(f"vfio-harness {__version__}: run plan")
-    print(f"  target:   {args.target}")
-    print(f"  kernels:  {', '.join(kernels)}")
-    print(f"  workers:  {args.workers}")
-    print("  steps:    build/reuse image and module, boot VMs, create mdevs, run the suite")
-    print("dry run: the conformance suite is not written yet; nothing was booted.")
-    print("boot a VM with `vfio-harness vm boot`, or run `tox -e vm` for the VM tests.")
-    return 0
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
@@ -62,21 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="build/reuse images and module, boot VMs, run the suite")
-    run.add_argument(
-        "--kernel",
-        default=DEFAULT_KERNEL,
-        help=f"comma-separated kernels ({', '.join(KNOWN_KERNELS)}) or a path "
-        f"(default: {DEFAULT_KERNEL})",
-    )
-    run.add_argument(
-        "--target",
-        choices=("vm", "local"),
-        default="vm",
-        help="run in disposable VMs (default) or on this host's devices",
-    )
-    run.add_argument("-n", "--workers", type=int, default=1, help="parallel VMs")
-    run.set_defaults(handler=_cmd_run)
+    run_commands.register(commands)
 
     setup = commands.add_parser("setup", help="install the Debian packages the harness needs")
     setup.add_argument(

@@ -220,9 +220,23 @@ class Vm(Closing):
             self.qmp.quit()
             self.qmp.close()
         stop_process(self.process, SHUTDOWN_TIMEOUT_S)
+        keep_console_in(os.environ.get(CONSOLE_DIR_ENV), self)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self._watchdog.release()
         self._run.release()
+
+
+# `vfio-harness run` sets it: every VM's console log is kept there when the VM closes.
+CONSOLE_DIR_ENV = "HARNESS_CONSOLE_DIR"
+
+
+def keep_console_in(directory: str | None, vm: Vm) -> None:
+    if not directory:
+        return
+    source = vm.spec.console_log
+    with contextlib.suppress(OSError):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, Path(directory) / f"{vm.machine.label}-{vm.run_dir.name}.log")
 
 
 def stop_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
