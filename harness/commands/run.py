@@ -119,6 +119,10 @@ def pytest_command(args: argparse.Namespace, suite: Path, reports: Path) -> list
 
 def run_suite(args: argparse.Namespace) -> int:
     suite = suite_dir()
+    checkout = suite.parents[1]
+    # Recipes and our driver's source come from the suite's checkout (not package data).
+    os.environ.setdefault("HARNESS_VM_IMAGES", str(checkout / "vm_images"))
+    os.environ.setdefault("HARNESS_KMOD_SRC", str(checkout / "kmod"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
     consoles = reports / "consoles"
@@ -131,7 +135,7 @@ def run_suite(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # pytest runs from the checkout the suite is in: its rootdir, recipes and markers.
     result = subprocess.run(
-        pytest_command(args, suite, reports), cwd=suite.parents[1], env=env, check=False
+        pytest_command(args, suite, reports), cwd=checkout, env=env, check=False
     )
     print(
         f"\nvfio-harness run: pytest exited {result.returncode} after "

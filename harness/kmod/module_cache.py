@@ -72,14 +72,21 @@ class VendorModuleRecord:
         return cls(**data)
 
 
+KMOD_SRC_ENV = "HARNESS_KMOD_SRC"
+
+
 def kmod_dir() -> Path:
-    """kmod/ of the source checkout, else of the current directory (it is not package data)."""
-    for candidate in (Path(__file__).resolve().parents[2] / "kmod", Path.cwd() / "kmod"):
+    """$HARNESS_KMOD_SRC, else kmod/ of the source checkout, else of the current directory
+    (it is not package data: an installed wheel finds it through the environment or cwd)."""
+    explicit = os.environ.get(KMOD_SRC_ENV)
+    candidates = [Path(explicit)] if explicit else []
+    candidates += [Path(__file__).resolve().parents[2] / "kmod", Path.cwd() / "kmod"]
+    for candidate in candidates:
         if (candidate / "Kbuild").is_file() or (candidate / "Makefile").is_file():
             return candidate
     raise VendorModuleError(
         f"no kmod/ with a Kbuild or Makefile next to the harness sources or in {Path.cwd()}: "
-        "run from the vfio-harness checkout, or pass source="
+        f"run from the vfio-harness checkout, set {KMOD_SRC_ENV}, or pass source="
     )
 
 

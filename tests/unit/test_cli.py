@@ -57,9 +57,7 @@ def test_kernel_errors_are_one_line_not_a_traceback(
     assert "Traceback" not in err
 
 
-def test_unknown_kernel_is_a_user_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_unknown_kernel_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert cli.main(["run", "--kernel", "bookworm,nosuch", "--reports", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--kernel nosuch: not an image recipe" in err and "Traceback" not in err

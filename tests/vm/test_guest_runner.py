@@ -31,7 +31,9 @@ def _inner(tmp_path: Path, *args: str) -> tuple[dict[str, str], dict[str, ET.Ele
     shutil.copytree(SAMPLE, tmp_path / "sample_suite", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "pytest.ini").write_text("[pytest]\nguest_suites = sample_suite\n")
     junit = tmp_path / "junit.xml"
-    env = {**os.environ, "HARNESS_VM_IMAGES": str(RECIPES)}
+    # The inner pytest runs in a scratch directory, and tox installs the package as a wheel.
+    kmod = RECIPES.parent / "kmod"
+    env = {**os.environ, "HARNESS_VM_IMAGES": str(RECIPES), "HARNESS_KMOD_SRC": str(kmod)}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA"]
     command += ["--junitxml", str(junit), "--mdev-type", "sample-type", *args]
     run = subprocess.run(
