@@ -13,28 +13,23 @@ exactly one line: a check that could not run because something it needs failed i
 migration flags lack VFIO_MIGRATION_PRE_COPY. The host parametrizes its tests over CHECKS and
 asserts each line.
 
-The stream codec below follows the format in kmod/migration.c's top comment: records of
-{u16 tag, u16 flags, u32 length, u64 offset, u32 seq, u32 crc} followed by the payload, the CRC
-(zlib's crc32) covering the record header up to crc and the payload.
+The stream codec is harness.refdev.migration_stream (checked against kmod/migration.c).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
 import errno
 import json
 import os
 import random
-import struct
 import sys
 import traceback
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 from harness.closing import Closing
 from harness.mdev import MdevDevice, MdevSysfs, MdevType
@@ -43,103 +38,35 @@ from harness.refdev import contract as c
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
 from harness.refdev.device import dma_command
+from harness.refdev.migration_stream import (
+    CHUNK,
+    CONFIG_PAYLOAD,
+    END,
+    HEADER,
+    IRQS_PAYLOAD,
+    MAGIC,
+    REC,
+    STREAM_VERSION,
+    Header,
+    Record,
+    Tag,
+    encode,
+    initial_size,
+    parse_stream,
+    record_size,
+    stop_copy_size,
+)
 from harness.uapi import PAGE_SIZE, DmaBuffer, Migration, MigrationDataFd, MigState, open_type1
 from harness.uapi.errors import errno_name
 from harness.uapi.raw import vfio as v
 
 # -- the stream format (kmod/migration.c) ------------------------------------------------------
 
-REC = struct.Struct("<HHIQII")  # struct hmdev_mig_rec: tag, flags, length, offset, seq, crc
-REC_HEAD = struct.Struct("<HHIQI")  # the part of it the CRC covers
-HEADER = struct.Struct("<IIIIQHHHH")  # struct hmdev_mig_header
-END = struct.Struct("<QII")  # struct hmdev_mig_end: bytes and records before it, reserved
-MAGIC = 0x47494D48  # "HMIG"
-STREAM_VERSION = 1
-CHUNK = 64 * 1024
-CONFIG_PAYLOAD = c.CONFIG_SIZE + 16  # config space, BAR0 mask, reserved, BAR2 mask
-IRQS_PAYLOAD = 4 * v.VFIO_PCI_NUM_IRQS
 # BAR0 below this is device state, migrated; from here on the registers count what happened
 # since the device was opened (PINNED_PAGES .. RESET_COUNT) and the target keeps its own.
 SESSION_REGS = r.REG_PINNED_PAGES
 SESSION_REGS_END = r.REG_RESET_COUNT + 4
 REGS_COMPARED = 0x100  # BAR0 bytes snapshots compare (every register lies below)
-
-
-class Tag(enum.IntEnum):
-    HEADER = 1
-    MEM = 2
-    CONFIG = 3
-    REGS = 4
-    IRQS = 5
-    END = 6
-
-
-class Header(NamedTuple):
-    magic: int
-    version: int
-    type_index: int
-    chunk_size: int
-    mem_size: int
-    config_size: int
-    bar0_size: int
-    nr_irqs: int
-    reserved: int
-
-
-@dataclass(frozen=True)
-class Record:
-    tag: int
-    payload: bytes
-    offset: int = 0
-    flags: int = 0
-    seq: int = 0
-    length: int | None = None  # the length field when it is to lie about the payload
-
-
-def record_size(payload: int) -> int:
-    return REC.size + payload
-
-
-def initial_size(mem_size: int) -> int:
-    """Bytes of a stream's HEADER and MEM records (the initial data of a pre-copy)."""
-    chunks = [min(CHUNK, mem_size - off) for off in range(0, mem_size, CHUNK)]
-    return record_size(HEADER.size) + sum(record_size(n) for n in chunks)
-
-
-def stop_copy_size(mem_size: int) -> int:
-    """Bytes of a whole STOP_COPY stream of a device with `mem_size` bytes of BAR2."""
-    tail = (CONFIG_PAYLOAD, c.BAR0_SIZE, IRQS_PAYLOAD, END.size)
-    return initial_size(mem_size) + sum(record_size(n) for n in tail)
-
-
-def parse_stream(stream: bytes) -> list[Record]:
-    """The records of `stream`; AssertionError on a short record or a bad CRC."""
-    records: list[Record] = []
-    pos = 0
-    while pos < len(stream):
-        if pos + REC.size > len(stream):
-            raise AssertionError(f"stream ends inside a record header at byte {pos}")
-        tag, flags, length, offset, seq, crc = REC.unpack_from(stream, pos)
-        payload = stream[pos + REC.size : pos + REC.size + length]
-        equal(len(payload), length, f"record {seq} payload length")
-        equal(zlib.crc32(stream[pos : pos + REC_HEAD.size] + payload), crc, f"record {seq} CRC")
-        records.append(Record(tag, payload, offset, flags, seq))
-        pos += REC.size + length
-    return records
-
-
-def encode(records: Iterable[Record], *, renumber: bool = True, fix_end: bool = True) -> bytes:
-    """A stream of `records` with valid CRCs; seq renumbered and END recomputed unless told."""
-    out = bytearray()
-    for index, rec in enumerate(records):
-        payload = rec.payload
-        if rec.tag == Tag.END and fix_end:
-            payload = END.pack(len(out), index, 0)
-        length = len(payload) if rec.length is None else rec.length
-        seq = index if renumber else rec.seq
-        head = REC_HEAD.pack(rec.tag, rec.flags, length, rec.offset, seq)
-        out += head + struct.pack("<I", zlib.crc32(head + payload)) + payload
-    return bytes(out)
 
 
 @dataclass(frozen=True)
