@@ -221,9 +221,21 @@ def test_cdev_bind_twice(cdev_path: str) -> None:
             device.bind_iommufd(ctx)
 
 
-def test_cdev_bind_bad_fd(cdev_path: str) -> None:
-    with Device.open_cdev(cdev_path) as device, raises_errno(errno.EBADF):
+def test_cdev_bind_negative_fd(cdev_path: str) -> None:
+    # Rejected with the other argument checks, before any fd lookup (measured on 6.12).
+    with Device.open_cdev(cdev_path) as device, raises_errno(errno.EINVAL):
         device.bind_iommufd(-1)
+
+
+def test_cdev_bind_fd_that_is_not_open(cdev_path: str) -> None:
+    unused = 1 << 20  # above any open-files limit: no file can have this number
+    with Device.open_cdev(cdev_path) as device, raises_errno(errno.EBADF):
+        device.bind_iommufd(unused)
+
+
+def test_cdev_bind_fd_that_is_not_an_iommufd(cdev_path: str) -> None:
+    with Device.open_cdev(cdev_path) as device, raises_errno(errno.EBADFD):
+        device.bind_iommufd(device.fd)  # (measured on 6.12)
 
 
 def test_cdev_attach_unknown_ioas(cdev_path: str) -> None:
