@@ -201,9 +201,23 @@ def fingerprint(source: KernelSource, salt: bytes) -> str:
     """`<release>-<hash>`: the hash covers `salt` (builder version, initrd init) and the inputs."""
     digest = hashlib.sha256(salt)
     digest.update(f"\0{source.layout}\0{source.release}\0".encode())
+    # The kernel image and config by content: size and mtime alone collide when two builds of
+    # the same size land within one timestamp tick (file times are jiffy-coarse); the many
+    # module files keep the cheap size+mtime records.
+    for path in (source.image, source.config):
+        if path is not None:
+            digest.update(_content_digest(path))
     for name, path in input_files(source):
         digest.update(stat_record(name, path))
     return f"{safe_name(source.release)}-{digest.hexdigest()[:20]}"
+
+
+def _content_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def input_files(source: KernelSource) -> Iterator[tuple[str, Path]]:
