@@ -17,7 +17,6 @@ is complete and parallel workers build it once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,14 +25,20 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, entry_lock
 from harness.debian import DebianMirror, debian_mirror
 from harness.kmod.env_manifest import ENV_MANIFEST_NAME, EnvManifest, EnvManifestError
-from harness.vm.images import BuiltImage, Progress, resolve_recipe, stderr_progress
+from harness.vm.images import (
+    BuiltImage,
+    Progress,
+    remove_build_leftovers,
+    resolve_recipe,
+    stderr_progress,
+)
 from harness.vm.recipe import Recipe
 from harness.vm.rootfs import (
     BASE_PATH_EXCLUDES,
@@ -248,12 +253,12 @@ def build_env_for(
     if problem:
         raise BuildEnvError(problem)
     final = envs_root() / key
-    with _locked(final):
+    with entry_lock(final):
         found = cached_build_env(key)
         if found is not None and not rebuild:
             progress(f"build-env {key}: built by another worker")
             return found
-        _remove_leftovers(final)
+        remove_build_leftovers(final)
         scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
         try:
             manifest = _bootstrap(request, debian_mirror(mirror), scratch, progress)
@@ -347,17 +352,3 @@ def _probe_compiler(tree: Path, headers_dir: str, image_name: str) -> tuple[str,
             f"[build_env] packages of recipe {image_name}"
         )
     return compiler, result.stdout.strip()
-
-
-@contextlib.contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    with final.with_name(f".{final.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield
-
-
-def _remove_leftovers(final: Path) -> None:
-    """Scratch directories of builds that were killed; safe to delete under the lock."""
-    for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
-        for leftover in final.parent.glob(pattern):
-            remove_tree(leftover)

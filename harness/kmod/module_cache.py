@@ -16,7 +16,6 @@ KEEP_PER_RELEASE per kernel release are kept.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import fnmatch
 import hashlib
 import json
@@ -24,12 +23,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, entry_lock
 from harness.kmod.build_env import BuildEnv, build_env_for
 from harness.kmod.builder import BUILD_OUTPUT, LOG_NAME, ModuleBuildError, build_module
 from harness.vm.images import BuiltImage, Progress, stderr_progress
@@ -160,7 +158,7 @@ def build_vendor_module(
         entry = modules_root() / key
         what = "cached"
         if not (entry / RECORD_NAME).is_file():
-            with _locked(entry):
+            with entry_lock(entry):
                 if not (entry / RECORD_NAME).is_file():
                     make_args = FAULTS_MAKE_ARGS if faults else ()
                     _build_entry(snapshot, digest, env, entry, progress, make_args)
@@ -244,13 +242,6 @@ def _drop_superseded(release: str, current: Path) -> None:
         if old != current:
             shutil.rmtree(old, ignore_errors=True)
             old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _locked(entry: Path) -> Iterator[None]:
-    with entry.with_name(f".{entry.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield
 
 
 __all__ = [

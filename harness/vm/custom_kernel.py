@@ -23,7 +23,6 @@ Debian's busybox-static (bookworm); it is not part of the key.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
@@ -33,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, entry_lock
 from harness.debian import AptError, MirrorNotFoundError, PackageUnpackError, unpacked_package
 from harness.vm.images import BuiltImage, Progress, stderr_progress
 from harness.vm.initrd import InitrdError, build_initrd, init_script
@@ -155,7 +154,7 @@ def prepare_custom_kernel(
     record = None if rebuild else BundleRecord.read(final)
     if record is not None:
         return _bundle(source, final, record)
-    with _locked(final):
+    with entry_lock(final):
         record = None if rebuild else BundleRecord.read(final)
         if record is not None:
             progress(f"{source.label}: prepared by another worker: {final}")
@@ -364,10 +363,3 @@ def _debian_busybox() -> Path:
     if not busybox.is_file():
         raise CustomKernelError(f"{BUSYBOX_PACKAGE} from {BUSYBOX_SUITE} has no {busybox}")
     return busybox
-
-
-@contextlib.contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    with final.with_name(f".{final.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield

@@ -15,7 +15,6 @@ image only when the recipe (or BUILDER_VERSION) changes, or with `rebuild=True`.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.cache import cache_dir, entry_lock
 from harness.debian import DebianMirror, debian_mirror
 from harness.vm.initrd import build_initrd
 from harness.vm.kernel_extract import extract_vmlinux
@@ -138,12 +137,12 @@ def build_image(
             return found
     key = image_key(recipe)
     final = images_root() / key
-    with _locked(final):
+    with entry_lock(final):
         found = cached_image(recipe)
         if found is not None and not rebuild:
             progress(f"{recipe.name}: built by another worker: {final}")
             return found
-        _remove_leftovers(final)
+        remove_build_leftovers(final)
         scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
         try:
             manifest = _build(recipe, key, debian_mirror(mirror), scratch, progress)
@@ -284,14 +283,7 @@ def _host_key(tree: Path) -> str:
     return f"{fields[0]} {fields[1]}"  # without dropbearkey's comment (the build host's name)
 
 
-@contextlib.contextmanager
-def _locked(final: Path) -> Iterator[None]:
-    with final.with_name(f".{final.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield
-
-
-def _remove_leftovers(final: Path) -> None:
+def remove_build_leftovers(final: Path) -> None:
     """Scratch directories of builds that were killed; safe to delete under the lock."""
     for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
         for leftover in final.parent.glob(pattern):
