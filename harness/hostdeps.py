@@ -38,6 +38,20 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "qemu-system-x86",
         "debian-archive-keyring",
     ),
+    # Kernels built from source (harness/vm/kernel_build.py): kbuild's host tools, objtool's
+    # libelf, sign-file's libssl, and ccache for rebuilds.
+    "kernel": (
+        "make",
+        "gcc",
+        "libc6-dev",
+        "flex",
+        "bison",
+        "bc",
+        "libelf-dev",
+        "libssl-dev",
+        "xz-utils",
+        "ccache",
+    ),
 }
 
 
