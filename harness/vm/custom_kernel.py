@@ -44,7 +44,7 @@ from harness.vm.modules_disk import install_modules, make_modules_disk, run_depm
 from harness.vm.rootfs import RootfsError, remove_tree
 
 # Bump when the builder changes what it produces for the same kernel.
-KERNEL_BUILDER_VERSION = 1
+KERNEL_BUILDER_VERSION = 2
 BUNDLE_FILE = "bundle.json"
 KEEP_BUNDLES_PER_RELEASE = 2
 BUNDLE_FORMAT = 1
@@ -305,12 +305,32 @@ def _kernel(
         progress(f"{source.label}: {str(err).splitlines()[0]}; booting the bzImage instead")
         uncompressed = None
     if uncompressed is not None and has_pvh_entry(uncompressed):
-        uncompressed = uncompressed.replace(scratch / "vmlinux")
-        return "vmlinux", uncompressed
-    if uncompressed is not None:
+        unsafe = pvh_unsafe_reason(_config_text(source, uncompressed))
+        if unsafe is None:
+            uncompressed = uncompressed.replace(scratch / "vmlinux")
+            return "vmlinux", uncompressed
+        progress(f"{source.label}: {unsafe}: booting the bzImage instead")
+    elif uncompressed is not None:
         progress(f"{source.label}: no PVH entry (CONFIG_PVH off): booting the bzImage instead")
     shutil.copyfile(source.image, scratch / "bzImage")  # decompressing costs ~3.7 s under TCG
     return "bzImage", uncompressed
+
+
+def pvh_unsafe_reason(config_text: str | None) -> str | None:
+    """Why the kernel must not be entered through its PVH entry, or None.
+
+    6.12's xen_prepare_pvh (the PVH entry's first C code, before the KASAN shadow exists)
+    compares the hypervisor CPUID signature with __builtin_memcmp; built with -Os
+    (CC_OPTIMIZE_FOR_SIZE, tinyconfig's choice) gcc 12 emits a call to memcmp, which KASAN
+    instruments: the guest page-faults on the shadow, triple-faults before printing anything
+    and QEMU exits 0. The bzImage's own entry sets the shadow up first.
+    """
+    if config_text is None:
+        return None
+    config = parse_config(config_text)
+    if config.get("KASAN") == "y" and config.get("CC_OPTIMIZE_FOR_SIZE") == "y":
+        return "KASAN with -Os faults on the PVH entry (instrumented memcmp before the shadow)"
+    return None
 
 
 def _config_text(source: KernelSource, uncompressed: Path | None) -> str | None:

@@ -711,3 +711,16 @@ def test_only_the_newest_bundles_of_a_release_are_kept(tmp_path: Path) -> None:
     bundle("6.12.01-x", "6.12.01", 3)  # another release, despite the common prefix
     assert superseded_bundles(tmp_path, "6.12.0", keep=2) == [oldest]
     assert superseded_bundles(tmp_path, "6.12.01", keep=2) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "unsafe"),
+    [
+        ("CONFIG_KASAN=y\nCONFIG_CC_OPTIMIZE_FOR_SIZE=y\n", True),
+        ("CONFIG_KASAN=y\nCONFIG_CC_OPTIMIZE_FOR_PERFORMANCE=y\n", False),
+        ("CONFIG_CC_OPTIMIZE_FOR_SIZE=y\n", False),
+        (None, False),
+    ],
+)
+def test_pvh_entry_is_avoided_for_kasan_built_with_os(config: str | None, unsafe: bool) -> None:
+    assert (custom_kernel.pvh_unsafe_reason(config) is not None) == unsafe
