@@ -64,6 +64,9 @@ PROGRESS_INTERVAL = 30.0
 RECORD_FILE = "kernel-build.json"
 LOG_FILE = "build.log"
 CCACHE_ENV = "CCACHE_DIR"
+# Build directories (~0.5 GB each) kept per source tree: the newest, and the one before it
+# (switching between two fragment sets, e.g. with and without debug.config, stays cheap).
+KEEP_BUILDS_PER_SOURCE = 2
 
 _OBJECT_LINE = re.compile(r"^\s+(CC|AS|LD|AR|CC \[M\]|LD \[M\])\s+(\S+)")
 
@@ -269,6 +272,11 @@ def build_kernel(
             tmp.replace(record)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    for old in superseded_builds(root, tree.name, keep=KEEP_BUILDS_PER_SOURCE):
+        with _locked(old, wait=False) as free:
+            if free:
+                progress(f"kernel build: removing the superseded build directory {old.name}")
+                shutil.rmtree(old, ignore_errors=True)
     progress(
         f"kernel build: {build.release} in {build.build_dir} ({build.modules} modules, "
         f"vmlinux {build.vmlinux_bytes >> 20} MiB)"
@@ -392,8 +400,25 @@ def _elapsed(started: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def superseded_builds(root: Path, name: str, keep: int) -> list[Path]:
+    """Finished build directories of source `name` beyond the `keep` most recently built."""
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{16}")
+    finished = [
+        record.parent
+        for record in root.glob(f"*/{RECORD_FILE}")
+        if pattern.fullmatch(record.parent.name)
+    ]
+    finished.sort(key=lambda d: (d / RECORD_FILE).stat().st_mtime, reverse=True)
+    return finished[keep:]
+
+
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Holds the lock of `path`; yields False (not holding it) when busy and not `wait`."""
     with path.with_name(f".{path.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True

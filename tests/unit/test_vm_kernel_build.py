@@ -4,6 +4,7 @@ run against a fake kernel tree whose `make` and merge_config.sh only write a .co
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -145,3 +146,20 @@ def test_compiler_command_uses_ccache_when_installed(monkeypatch: pytest.MonkeyP
 def test_object_lines(line: str, counted: bool) -> None:
     match = kernel_build._OBJECT_LINE.match(line)
     assert (match is not None and not match[1].startswith("LD")) == counted
+
+
+def test_superseded_builds_keep_the_newest_per_source(tmp_path: Path) -> None:
+    def finished(name: str, mtime: int) -> Path:
+        directory = tmp_path / name
+        directory.mkdir()
+        record = directory / kernel_build.RECORD_FILE
+        record.write_text("{}")
+        os.utime(record, (mtime, mtime))
+        return directory
+
+    old = finished("linux-source-6.12_1-" + "a" * 16, 100)
+    finished("linux-source-6.12_1-" + "b" * 16, 300)
+    finished("linux-source-6.12_1-" + "c" * 16, 200)
+    finished("linux-source-6.12_2-" + "d" * 16, 50)  # another source version: not ours
+    (tmp_path / ("linux-source-6.12_1-" + "e" * 16)).mkdir()  # unfinished: left alone
+    assert kernel_build.superseded_builds(tmp_path, "linux-source-6.12_1", keep=2) == [old]
