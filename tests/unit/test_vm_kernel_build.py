@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,32 @@ def test_superseded_builds_keep_the_newest_per_source(tmp_path: Path) -> None:
     finished("linux-source-6.12_2-" + "d" * 16, 50)  # another source version: not ours
     (tmp_path / ("linux-source-6.12_1-" + "e" * 16)).mkdir()  # unfinished: left alone
     assert kernel_build.superseded_builds(tmp_path, "linux-source-6.12_1", keep=2) == [old]
+
+
+def test_debian_tree_is_extracted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    unpacked = tmp_path / "unpacked" / "6.12.117-1"
+    (unpacked / "usr/src").mkdir(parents=True)
+    content = tmp_path / "content" / "linux-source-6.12"
+    content.mkdir(parents=True)
+    (content / "Makefile").write_text("all:\n")
+    (content / "Kconfig").write_text("")
+    with tarfile.open(unpacked / "usr/src/linux-source-6.12.tar.xz", "w:xz") as tar:
+        tar.add(content, arcname="linux-source-6.12")
+    fetched: list[tuple[str, str]] = []
+
+    def fake_unpacked(package: str, suite: str) -> Path:
+        fetched.append((package, suite))
+        return unpacked
+
+    monkeypatch.setattr(kernel_build, "unpacked_package", fake_unpacked)
+    lines: list[str] = []
+    tree = kernel_build.debian_kernel_tree(progress=lines.append)
+    assert fetched == [("linux-source-6.12", "trixie")]
+    assert tree.name == "linux-source-6.12_6.12.117-1"
+    assert tree.path == tmp_path / "cache/kernel-src/linux-source-6.12_6.12.117-1/linux-source-6.12"
+    assert (tree.path / "Makefile").read_text() == "all:\n"
+    assert any("extracted" in line for line in lines)
+    lines.clear()
+    assert kernel_build.debian_kernel_tree(progress=lines.append) == tree
+    assert lines == []  # the second time nothing is extracted
