@@ -101,9 +101,11 @@ ssize_t hmdev_bar0_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos
 	lockdep_assert_held(&s->lock);
 	if (pos < 0 || pos >= HMDEV_BAR0_SIZE || count > HMDEV_BAR0_SIZE - pos)
 		return -EINVAL;
-	if (write)
+	if (write) {
 		hmdev_bar0_write(s, buf, count, pos);
-	else
+	} else {
+		hmdev_dma_sync_regs(s);
 		hmdev_bar0_read(s, buf, count, pos);
+	}
 	return count;
 }

@@ -10,20 +10,25 @@
  * ranges go on s->kept_pins (at most HMDEV_MAX_KEPT_PAGES pages) until .dma_unmap of an
  * overlapping IOVA range, a reset or close unpins them.
  *
- * Locking: the whole command runs with s->lock held, so .dma_unmap (which takes s->lock)
- * never sees a half-done command; the pages a command pins and does not keep are unpinned
- * before s->lock is dropped. The IOMMU backends call .dma_unmap without holding the locks
- * that vfio_pin_pages takes (type1 drops iommu->lock around the notification, iommufd its
- * IOVA rwsem), so pinning under s->lock cannot deadlock against an unmap. A failed command
- * unpins every page it pinned, kept or not.
+ * Locking. A command runs with s->lock held, and pins and unpins with it held. .dma_unmap
+ * must not take s->lock: type1 calls it with device_list_lock held, and takes that lock under
+ * iommu->lock, which vfio_pin_pages takes (a DMA, an unmap and a device open in one container
+ * would deadlock). So the pin bookkeeping has its own lock, s->pin_lock (a spinlock), never held
+ * while pinning, unpinning or waiting:
+ * - A batch is published as "copying" (s->copying_*) from right after vfio_pin_pages until
+ *   its copy ends. .dma_unmap waits for an overlapping copy to end: the copy takes no lock,
+ *   so the wait always ends. Then a kept batch is on s->kept_pins, where .dma_unmap finds
+ *   and unpins it; any other batch is unpinned by the command at once.
+ * - .dma_unmap takes the kept ranges it overlaps off the list under pin_lock and unpins them
+ *   after dropping it; so do reset and close for every kept range.
+ * Pins must be gone when .dma_unmap returns: type1 retries an unmap whose range still has
+ * pinned pages only ten times before it BUG()s. What remains is the few instructions between
+ * vfio_pin_pages returning and the batch being published, and between a batch leaving the
+ * list and its vfio_unpin_pages: type1 retries across those.
  *
- * Waiting in .dma_unmap for a running command is what makes an unmap safe: type1 retries
- * an unmap whose range still has pinned pages only ten times before it BUG()s, so pins must
- * be gone when .dma_unmap returns. The cost, shared with every pinning mdev driver (kvmgt
- * holds its cache lock across vfio_pin_pages the same way): type1 notifies with its
- * device_list_lock held, and attaching another device to the same container takes iommu->lock
- * then device_list_lock, so a DMA, an unmap and a device open racing in one container form
- * a lock cycle in theory (s->lock -> iommu->lock -> device_list_lock -> s->lock).
+ * A command that fails unpins every page it pinned, kept or not (the pins carry its number).
+ * A later batch of a command whose earlier kept batch was unmapped meanwhile fails to pin
+ * once type1 has removed the mapping, like a device hitting an IOMMU fault.
  */
 #include <linux/highmem.h>
 #include <linux/iommu.h>
@@ -47,8 +52,7 @@ struct hmdev_dma_cmd {
 	u64 dst;
 	u32 len;
 	bool keep;
-	struct list_head pins;	/* struct hmdev_kept_pin: this command's pins while kept */
-	unsigned long npinned;	/* pages on @pins */
+	u64 seq;		/* tags the ranges it keeps, on s->kept_pins */
 	struct page **pages;	/* HMDEV_PIN_BATCH entries for vfio_pin_pages() */
 };
 
@@ -58,17 +62,16 @@ static unsigned long hmdev_span_pages(u64 iova, u32 len)
 	return (offset_in_page(iova) + (u64)len + PAGE_SIZE - 1) >> PAGE_SHIFT;
 }
 
+/* Without s->pin_lock: vfio_unpin_pages takes the IOMMU backend's locks. */
 static void hmdev_unpin(struct hmdev_state *s, dma_addr_t iova, unsigned long npages)
 {
 	vfio_unpin_pages(&s->vdev, iova, npages);
-	hmdev_reg_add32(s, HMDEV_REG_TOTAL_UNPINS, npages);
+	spin_lock(&s->pin_lock);
+	s->total_unpins += npages;
+	spin_unlock(&s->pin_lock);
 }
 
-static void hmdev_set_pinned_pages(struct hmdev_state *s)
-{
-	hmdev_reg_write32(s, HMDEV_REG_PINNED_PAGES, s->kept_pages);
-}
-
+/* Unpin and free the ranges on @list, which nobody else can reach any more. */
 static void hmdev_unpin_list(struct hmdev_state *s, struct list_head *list)
 {
 	struct hmdev_kept_pin *pin, *next;
@@ -78,6 +81,83 @@ static void hmdev_unpin_list(struct hmdev_state *s, struct list_head *list)
 		list_del(&pin->node);
 		kfree(pin);
 	}
+}
+
+/* Move the kept ranges @match selects from s->kept_pins to @out; s->pin_lock held. */
+static unsigned long hmdev_take_pins(struct hmdev_state *s, struct list_head *out,
+				     bool (*match)(const struct hmdev_kept_pin *pin, u64 a, u64 b),
+				     u64 a, u64 b)
+{
+	struct hmdev_kept_pin *pin, *next;
+	unsigned long pages = 0;
+
+	lockdep_assert_held(&s->pin_lock);
+	list_for_each_entry_safe(pin, next, &s->kept_pins, node) {
+		if (!match(pin, a, b))
+			continue;
+		list_move_tail(&pin->node, out);
+		pages += pin->npages;
+	}
+	s->kept_pages -= pages;
+	return pages;
+}
+
+static bool hmdev_pin_of_cmd(const struct hmdev_kept_pin *pin, u64 seq, u64 unused)
+{
+	return pin->seq == seq;
+}
+
+static bool hmdev_pin_any(const struct hmdev_kept_pin *pin, u64 unused1, u64 unused2)
+{
+	return true;
+}
+
+/* Does the page range [iova, iova + npages pages) overlap [first, last]? */
+static bool hmdev_range_overlaps(dma_addr_t iova, unsigned long npages, u64 first, u64 last)
+{
+	u64 range_last = iova + ((u64)npages << PAGE_SHIFT) - 1;
+
+	return iova <= last && first <= range_last;
+}
+
+static bool hmdev_pin_overlaps(const struct hmdev_kept_pin *pin, u64 first, u64 last)
+{
+	return hmdev_range_overlaps(pin->iova, pin->npages, first, last);
+}
+
+static void hmdev_set_copying(struct hmdev_state *s, dma_addr_t iova, unsigned long npages)
+{
+	spin_lock(&s->pin_lock);
+	s->copying_iova = iova;
+	s->copying_npages = npages;
+	spin_unlock(&s->pin_lock);
+}
+
+/*
+ * The copy of the batch at @iova ended: put it on s->kept_pins if the command keeps it
+ * (where .dma_unmap can find it), and let a waiting .dma_unmap go on.
+ */
+static void hmdev_copy_done(struct hmdev_state *s, struct hmdev_kept_pin *pin)
+{
+	spin_lock(&s->pin_lock);
+	s->copying_npages = 0;
+	if (pin) {
+		list_add_tail(&pin->node, &s->kept_pins);
+		s->kept_pages += pin->npages;
+	}
+	spin_unlock(&s->pin_lock);
+	wake_up_all(&s->pin_wq);
+}
+
+static bool hmdev_copying_overlaps(struct hmdev_state *s, u64 first, u64 last)
+{
+	bool overlaps;
+
+	spin_lock(&s->pin_lock);
+	overlaps = s->copying_npages &&
+		   hmdev_range_overlaps(s->copying_iova, s->copying_npages, first, last);
+	spin_unlock(&s->pin_lock);
+	return overlaps;
 }
 
 /* Copy between @buf and the pinned pages that start at page offset @off. */
@@ -125,6 +205,9 @@ static int hmdev_dma_pinned(struct hmdev_state *s, struct hmdev_dma_cmd *c, u64 
 			pin = kmalloc(sizeof(*pin), GFP_KERNEL);
 			if (!pin)
 				return -ENOMEM;
+			pin->iova = page_iova;
+			pin->npages = npages;
+			pin->seq = c->seq;
 		}
 		ret = vfio_pin_pages(&s->vdev, page_iova, npages, prot, c->pages);
 		if (ret != (int)npages) {
@@ -134,18 +217,14 @@ static int hmdev_dma_pinned(struct hmdev_state *s, struct hmdev_dma_cmd *c, u64 
 				vfio_unpin_pages(&s->vdev, page_iova, ret);
 			return ret < 0 ? ret : -EFAULT;
 		}
+		hmdev_set_copying(s, page_iova, npages);
 		hmdev_reg_add32(s, HMDEV_REG_TOTAL_PINS, npages);
 
 		hmdev_copy_pages(c->pages, off, buf, chunk, to_guest);
 
-		if (pin) {
-			pin->iova = page_iova;
-			pin->npages = npages;
-			list_add_tail(&pin->node, &c->pins);
-			c->npinned += npages;
-		} else {
+		hmdev_copy_done(s, pin);
+		if (!pin)
 			hmdev_unpin(s, page_iova, npages);
-		}
 		buf += chunk;
 		len -= chunk;
 		page_iova += npages * PAGE_SIZE;
@@ -206,8 +285,15 @@ static int hmdev_dma_check(struct hmdev_state *s, const struct hmdev_dma_cmd *c)
 	default:
 		return -EINVAL;
 	}
-	if (c->keep && s->kept_pages + need > HMDEV_MAX_KEPT_PAGES)
-		return -ENOSPC;
+	if (c->keep) {
+		unsigned long kept;
+
+		spin_lock(&s->pin_lock);
+		kept = s->kept_pages;
+		spin_unlock(&s->pin_lock);
+		if (kept + need > HMDEV_MAX_KEPT_PAGES)
+			return -ENOSPC;
+	}
 	return 0;
 }
 
@@ -226,6 +312,8 @@ static int hmdev_dma_copy(struct hmdev_state *s, struct hmdev_dma_cmd *c)
 		if (!bounce)
 			return -ENOMEM;
 		ret = hmdev_dma_guest(s, c, c->src, bounce, c->len, false);
+		if (hmdev_faulty(HMDEV_FAULT_BOUNCE_OVERRUN))
+			((u8 *)bounce)[c->len] = 0;
 		if (!ret)
 			ret = hmdev_dma_guest(s, c, c->dst, bounce, c->len, true);
 		kvfree(bounce);
@@ -247,14 +335,15 @@ static int hmdev_dma_execute(struct hmdev_state *s, struct hmdev_dma_cmd *c)
 	}
 	ret = hmdev_dma_copy(s, c);
 	kfree(c->pages);
-	if (ret) {
-		hmdev_unpin_list(s, &c->pins);
-		return ret;
+	if (ret && c->keep) {
+		LIST_HEAD(mine);
+
+		spin_lock(&s->pin_lock);
+		hmdev_take_pins(s, &mine, hmdev_pin_of_cmd, c->seq, 0);
+		spin_unlock(&s->pin_lock);
+		hmdev_unpin_list(s, &mine);
 	}
-	list_splice_tail_init(&c->pins, &s->kept_pins);
-	s->kept_pages += c->npinned;
-	hmdev_set_pinned_pages(s);
-	return 0;
+	return ret;
 }
 
 void hmdev_dma_run(struct hmdev_state *s)
@@ -269,8 +358,8 @@ void hmdev_dma_run(struct hmdev_state *s)
 	int ret;
 
 	lockdep_assert_held(&s->lock);
-	INIT_LIST_HEAD(&c.pins);
 	c.keep = c.cmd & HMDEV_DMA_KEEP_PINNED;
+	c.seq = ++s->dma_seq;
 	hmdev_reg_write32(s, HMDEV_REG_DMA_STATUS, 0);
 	hmdev_reg_write32(s, HMDEV_REG_DMA_ERROR, 0);
 
@@ -291,55 +380,68 @@ void hmdev_dma_run(struct hmdev_state *s)
 		hmdev_irq_signal(s, VFIO_PCI_ERR_IRQ_INDEX);
 }
 
-void hmdev_dma_unpin_all(struct hmdev_state *s)
+void hmdev_dma_init(struct hmdev_state *s)
 {
-	lockdep_assert_held(&s->lock);
-	hmdev_unpin_list(s, &s->kept_pins);
-	s->kept_pages = 0;
-	hmdev_set_pinned_pages(s);
+	spin_lock_init(&s->pin_lock);
+	init_waitqueue_head(&s->pin_wq);
+	INIT_LIST_HEAD(&s->kept_pins);
 }
 
-/* Does the kept range overlap [iova, last]? */
-static bool hmdev_pin_overlaps(const struct hmdev_kept_pin *pin, u64 iova, u64 last)
+void hmdev_dma_open(struct hmdev_state *s)
 {
-	u64 pin_last = pin->iova + ((u64)pin->npages << PAGE_SHIFT) - 1;
+	lockdep_assert_held(&s->lock);
+	spin_lock(&s->pin_lock);
+	s->total_unpins = 0;
+	s->unmap_calls = 0;
+	spin_unlock(&s->pin_lock);
+}
 
-	return pin->iova <= last && iova <= pin_last;
+void hmdev_dma_unpin_all(struct hmdev_state *s)
+{
+	LIST_HEAD(all);
+
+	lockdep_assert_held(&s->lock);
+	spin_lock(&s->pin_lock);
+	hmdev_take_pins(s, &all, hmdev_pin_any, 0, 0);
+	spin_unlock(&s->pin_lock);
+	hmdev_unpin_list(s, &all);
+}
+
+void hmdev_dma_sync_regs(struct hmdev_state *s)
+{
+	lockdep_assert_held(&s->lock);
+	spin_lock(&s->pin_lock);
+	hmdev_reg_write32(s, HMDEV_REG_PINNED_PAGES, s->kept_pages);
+	hmdev_reg_write32(s, HMDEV_REG_TOTAL_UNPINS, s->total_unpins);
+	hmdev_reg_write32(s, HMDEV_REG_DMA_UNMAP_CALLS, s->unmap_calls);
+	spin_unlock(&s->pin_lock);
 }
 
 /*
  * .dma_unmap: user space is unmapping [iova, iova + length) from the IOMMU; every page we
- * keep pinned in it must be unpinned before we return.
+ * keep pinned in it must be unpinned before we return. Runs without s->lock (see the top).
  */
 void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	struct hmdev_state *s = to_hmdev(vdev);
-	struct hmdev_kept_pin *pin, *next;
-	unsigned long unpinned = 0;
+	unsigned long unpinned;
+	LIST_HEAD(gone);
 	u64 last;
 
 	if (!length)
 		return;
 	if (check_add_overflow(iova, length - 1, &last))
 		last = U64_MAX;
-
-	mutex_lock(&s->lock);
-	if (hmdev_faulty(HMDEV_FAULT_KEEP_PINS_ON_UNMAP)) {
-		mutex_unlock(&s->lock);
+	if (hmdev_faulty(HMDEV_FAULT_KEEP_PINS_ON_UNMAP))
 		return;
-	}
-	list_for_each_entry_safe(pin, next, &s->kept_pins, node) {
-		if (!hmdev_pin_overlaps(pin, iova, last))
-			continue;
-		hmdev_unpin(s, pin->iova, pin->npages);
-		unpinned += pin->npages;
-		list_del(&pin->node);
-		kfree(pin);
-	}
-	if (unpinned) {
-		s->kept_pages -= unpinned;
-		hmdev_set_pinned_pages(s);
-		hmdev_reg_add32(s, HMDEV_REG_DMA_UNMAP_CALLS, 1);
-	}
-	mutex_unlock(&s->lock);
+
+	/* A batch being copied in the range: let the copy end, so the batch is kept or gone. */
+	wait_event(s->pin_wq, !hmdev_copying_overlaps(s, iova, last));
+
+	spin_lock(&s->pin_lock);
+	unpinned = hmdev_take_pins(s, &gone, hmdev_pin_overlaps, iova, last);
+	if (unpinned)
+		s->unmap_calls++;
+	spin_unlock(&s->pin_lock);
+	hmdev_unpin_list(s, &gone);
 }

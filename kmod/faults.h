@@ -13,6 +13,7 @@
 #define HMDEV_FAULT_KEEP_PINS_ON_UNMAP	BIT(0)	/* .dma_unmap leaves kept pages pinned */
 #define HMDEV_FAULT_MEM_OVERRUN		BIT(1)	/* BAR2 writes run a page past device memory */
 #define HMDEV_FAULT_WARN_ON_RESET	BIT(2)	/* VFIO_DEVICE_RESET hits a WARN */
+#define HMDEV_FAULT_BOUNCE_OVERRUN	BIT(3)	/* guest-to-guest DMA overruns its bounce buffer */
 
 #ifdef HMDEV_FAULTS
 extern unsigned int hmdev_fault;

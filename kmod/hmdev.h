@@ -14,10 +14,12 @@
  * The register map is documented in README.md; its offsets are in hmdev_regs.h.
  *
  * Locking: s->lock (a mutex) protects everything in struct hmdev_state that changes after
- * probe. Unless a comment says otherwise, the functions declared here are called with
- * s->lock held. The DMA engine pins pages with s->lock held (lock order: s->lock, then the
- * IOMMU backend's locks); .dma_unmap takes s->lock itself, and the backends call it without
- * holding the locks that pinning takes. mmap runs under mmap_lock and never takes s->lock.
+ * probe, except the pin bookkeeping under s->pin_lock. Unless a comment says otherwise, the
+ * functions declared here are called with s->lock held. The DMA engine pins and unpins
+ * pages with s->lock held (lock order: s->lock, then the IOMMU backend's locks). .dma_unmap
+ * never takes s->lock: type1 calls it with its device_list_lock held, which it takes under
+ * iommu->lock, the lock pinning takes. s->pin_lock is innermost: nothing is pinned,
+ * unpinned or waited for while it is held. mmap runs under mmap_lock and never takes s->lock.
  */
 #ifndef HMDEV_H
 #define HMDEV_H
@@ -26,8 +28,10 @@
 #include <linux/list.h>
 #include <linux/mdev.h>
 #include <linux/mutex.h>
+#include <linux/spinlock.h>
 #include <linux/types.h>
 #include <linux/vfio.h>
+#include <linux/wait.h>
 
 #include "hmdev_regs.h"
 
@@ -68,6 +72,7 @@ struct hmdev_kept_pin {
 	struct list_head node;
 	dma_addr_t iova;	/* page aligned */
 	unsigned long npages;	/* at most HMDEV_PIN_BATCH: one vfio_pin_pages() call */
+	u64 seq;		/* the command that pinned it */
 };
 
 struct hmdev_mig_file;
@@ -88,8 +93,16 @@ struct hmdev_state {
 
 	struct hmdev_irq irqs[VFIO_PCI_NUM_IRQS];
 
+	/* dma.c's pin bookkeeping, under pin_lock; .dma_unmap reads and changes it */
+	spinlock_t pin_lock;
+	wait_queue_head_t pin_wq;	/* woken when a batch's copy ends */
 	struct list_head kept_pins;	/* struct hmdev_kept_pin */
-	unsigned long kept_pages;	/* sum of their npages, mirrored in PINNED_PAGES */
+	unsigned long kept_pages;	/* sum of their npages: PINNED_PAGES */
+	dma_addr_t copying_iova;	/* the batch a command is copying, if copying_npages */
+	unsigned long copying_npages;
+	u32 total_unpins;		/* TOTAL_UNPINS */
+	u32 unmap_calls;		/* DMA_UNMAP_CALLS */
+	u64 dma_seq;			/* the last command's number, tags its kept pins */
 
 	/* migration.c */
 	enum vfio_device_mig_state mig_state;
@@ -123,8 +136,11 @@ ssize_t hmdev_bar0_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos
 
 /* dma.c */
 void hmdev_dma_run(struct hmdev_state *s);	/* the DMA_CMD doorbell: runs regs' command */
+void hmdev_dma_init(struct hmdev_state *s);	/* from probe, no lock */
+void hmdev_dma_open(struct hmdev_state *s);	/* from open: counters since open zeroed */
 void hmdev_dma_unpin_all(struct hmdev_state *s);
-void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);	/* takes s->lock */
+void hmdev_dma_sync_regs(struct hmdev_state *s);	/* pin counters into s->regs, for reads */
+void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length);	/* without s->lock */
 
 /* mem.c: pos is the offset inside BAR2 */
 ssize_t hmdev_mem_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,

@@ -143,10 +143,9 @@ void hmdev_reg_add32(struct hmdev_state *s, unsigned int off, u32 n)
 
 void hmdev_reset(struct hmdev_state *s)
 {
+	/* TOTAL_UNPINS and DMA_UNMAP_CALLS live in dma.c's pin bookkeeping, kept too */
 	static const unsigned int kept[] = {
 		HMDEV_REG_TOTAL_PINS,
-		HMDEV_REG_TOTAL_UNPINS,
-		HMDEV_REG_DMA_UNMAP_CALLS,
 		HMDEV_REG_RESET_COUNT,
 	};
 	u32 saved[ARRAY_SIZE(kept)];
@@ -183,7 +182,7 @@ static int hmdev_init_dev(struct vfio_device *vdev)
 	s->type = type;
 	s->mem_size = type->mem_size;
 	mutex_init(&s->lock);
-	INIT_LIST_HEAD(&s->kept_pins);
+	hmdev_dma_init(s);
 	hmdev_config_init(s);
 	hmdev_regs_init(s);
 	hmdev_mig_setup(s);
@@ -209,6 +208,7 @@ static int hmdev_open_device(struct vfio_device *vdev)
 	mutex_lock(&s->lock);
 	hmdev_config_init(s);
 	hmdev_regs_init(s);
+	hmdev_dma_open(s);
 	hmdev_irq_clear_pending(s);
 	s->open = true;
 	mutex_unlock(&s->lock);

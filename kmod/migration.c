@@ -603,6 +603,7 @@ static struct file *hmdev_mig_save_start(struct hmdev_state *s, bool precopy)
 	} else {
 		if (s->mem_size)
 			memcpy(migf->image, s->mem, s->mem_size);
+		hmdev_dma_sync_regs(s);
 		hmdev_mig_snapshot(migf);
 		migf->final = true;
 	}
@@ -619,6 +620,7 @@ static void hmdev_mig_save_stop(struct hmdev_state *s)
 	hmdev_mig_scan_dirty(migf, true);
 	if (s->mem_size)
 		memcpy(migf->image, s->mem, s->mem_size);
+	hmdev_dma_sync_regs(s);
 	hmdev_mig_snapshot(migf);
 	migf->final = true;
 }
