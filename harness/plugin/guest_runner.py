@@ -9,7 +9,9 @@ pytest_runtest_protocol with the `nextitem` the host names, so module and sessio
 set up and torn down exactly as in a plain pytest run; each report goes back as
 pytest_report_to_serializable made it. Around every item the runner reads the new kernel log
 lines and the taint mask (harness.plugin.kmsg) and sends them with {"done": ...}: the host
-judges them, because only the host has the console parser.
+judges them, because only the host has the console parser. On a debug kernel it also sends
+kmemleak's reports from a scan after the last item of each test module, and whether lockdep
+has switched itself off (harness.plugin.debug_checks).
 
 The protocol owns the process's original stdout and stdin: fd 1 is pointed at stderr and fd 0
 at /dev/null, so nothing a test or plugin prints can corrupt a message. Imports stay within
@@ -28,6 +30,7 @@ from typing import IO, Any
 
 import pytest
 
+from harness.plugin.debug_checks import Kmemleak, lockdep_live
 from harness.plugin.kmsg import KmsgReader, read_taint
 from harness.plugin.protocol import ItemDone, Message, ProtocolError, RunnerInfo, decode, encode
 
@@ -78,6 +81,7 @@ class RunnerPlugin:
         self._expected_next: str | None = None
         self._kmsg: KmsgReader | None = None
         self._kmsg_error: str | None = None
+        self._kmemleak: Kmemleak | None = None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if not report.passed:
@@ -96,6 +100,9 @@ class RunnerPlugin:
             self._kmsg = KmsgReader.open()
         except OSError as err:
             self._kmsg_error = f"cannot read the kernel log: {err}"
+        self._kmemleak = Kmemleak.find()
+        if self._kmemleak is not None:
+            self._kmemleak.clear()  # what boot and collection allocated is not the tests'
         problems = [
             f"{nodeid}: {report.outcome}: {_reason(report)}"
             for nodeid, report in self.collect_failures.items()
@@ -141,9 +148,28 @@ class RunnerPlugin:
                 item.ihook.pytest_runtest_protocol(item=item, nextitem=nextitem)
         finally:
             self._running = False
+        leaks = self._scan_for_leaks() if _last_of_module(nodeid, nextitem) else []
         log = self._drain()
-        done = ItemDone(nodeid, log, before, taint_before, read_taint(), self._kmsg_error)
+        done = ItemDone(
+            nodeid,
+            log,
+            before,
+            taint_before,
+            read_taint(),
+            self._kmsg_error,
+            kmemleak=leaks,
+            lockdep_off=lockdep_live() is False,
+        )
         self.channel.send(done.message())
+
+    def _scan_for_leaks(self) -> list[str]:
+        if self._kmemleak is None:
+            return []
+        try:
+            return self._kmemleak.scan()
+        except OSError as err:  # kmemleak disables itself on an internal error
+            self._kmemleak = None
+            return [f"vfio-harness: kmemleak scan failed, no more scans: {err}"]
 
     def _drain(self) -> list[str]:
         return self._kmsg.drain() if self._kmsg is not None else []
@@ -164,6 +190,10 @@ class RunnerPlugin:
             )
         setup = _report(nodeid, location, outcome, longrepr, "setup")
         return [setup, _report(nodeid, location, "passed", None, "teardown")]
+
+
+def _last_of_module(nodeid: str, nextitem: pytest.Item | None) -> bool:
+    return nextitem is None or nextitem.nodeid.split("::", 1)[0] != nodeid.split("::", 1)[0]
 
 
 def _report(

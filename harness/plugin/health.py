@@ -5,10 +5,12 @@
     apply_findings(reports, findings)       # the test fails, showing each splat
 
 A finding is a splat from harness.vm.console (WARN, BUG, Oops, KASAN, UBSAN, lockdep, RCU
-stall, hung task, soft lockup, panic), a kmemleak report, or taint bits the test set. Each has
-the console parser's fingerprint, so the same bug is recognised across runs and kernels.
-Taint bits that loading a module sets (P, O, E) are not findings: loading the vendor module
-sets them by design.
+stall, hung task, soft lockup, panic), a leak from the kmemleak scan after a test module (the
+module's last test carries it; the allocation backtrace says where), or taint bits the test
+set. Each has a fingerprint, so the same bug is recognised across runs and kernels. Taint bits
+that loading a module sets (P, O, E) are not findings: loading the vendor module sets them by
+design. A finding that is a known kernel bug (harness.plugin.known_issues) makes an otherwise
+passing test an expected failure instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.plugin.debug_checks import split_reports
 from harness.plugin.kmsg import MODULE_TAINTS, taint_letters
+from harness.plugin.known_issues import KnownIssue, known_issue_of
 from harness.plugin.protocol import ItemDone
 from harness.vm.console import ConsoleScanner, Splat, normalise, strip_prefix
 
@@ -30,6 +34,15 @@ _KMEMLEAK = re.compile(r"^kmemleak: \d+ new suspected memory leaks?")
 # After these the kernel cannot be trusted for the next test (see SuiteRun: the VM is replaced).
 FATAL_KINDS = frozenset({"bug", "oops", "panic"})
 SECTION = "kernel health"
+KNOWN_SECTION = "known kernel issues"
+_LEAK_FRAME = re.compile(r"^\s*(?:\[<[0-9a-f]+>\]\s*)?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+")
+# The allocator's own frames say nothing about who leaked.
+_ALLOCATOR_FRAMES = re.compile(
+    r"^(?:kmemleak_|__?k[mvz]alloc|kmalloc_|__kmalloc|kmem_cache_|"
+    r"slab_|__slab|kvmalloc|__kvmalloc|vmalloc|__vmalloc|alloc_pages|"
+    r"__alloc_pages|__alloc|kasan_|__kasan_|trace_)"
+)
+WHEN_MODULE_SCAN = "found by the kmemleak scan after this test's module"
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,24 @@ def scan_kernel_log(lines: Sequence[str], when: str = "during this test") -> lis
     return [from_splat(s, when) for s in scanner.verdict().splats] + found
 
 
+def leak_findings(report: Sequence[str], when: str = WHEN_MODULE_SCAN) -> list[Finding]:
+    """One finding per unreferenced object in a kmemleak report, fingerprinted by its
+    allocation backtrace (the allocator's own frames left out)."""
+    found: list[Finding] = []
+    for block in split_reports(list(report)):
+        frames = [m.group(1) for line in block if (m := _LEAK_FRAME.match(line))]
+        callers = [name for name in frames if not _ALLOCATOR_FRAMES.match(name)][:4]
+        where = callers[0] if callers else "?"
+        headline = f"kmemleak: {block[0].strip()}, allocated in {where}"
+        found.append(
+            Finding("kmemleak", headline, _fingerprint("kmemleak", *callers), tuple(block), when)
+        )
+    if report and not found:  # e.g. the scan itself failed
+        text = " ".join(report)
+        found.append(Finding("kmemleak", text, _fingerprint("kmemleak", normalise(text)), (), when))
+    return found
+
+
 def taint_finding(before: int, after: int) -> Finding | None:
     """New taint bits, except the ones loading a module sets."""
     new = taint_letters(after & ~before)
@@ -94,6 +125,7 @@ def item_findings(done: ItemDone) -> list[Finding]:
     taint = taint_finding(done.taint_before, done.taint_after)
     if taint is not None:
         findings.append(taint)
+    findings += leak_findings(done.kmemleak)
     return findings
 
 
@@ -107,22 +139,36 @@ def apply_findings(reports: Sequence[pytest.TestReport], findings: Sequence[Find
     """Fail the test for `findings`: its call report (else setup report) shows them.
 
     A passed or skipped report becomes a failure whose message is the splats; an already
-    failed one keeps its traceback and gets a "kernel health" section.
+    failed one keeps its traceback and gets a "kernel health" section. Findings that are all
+    known kernel issues make a passed test xfailed instead, naming the issues.
     """
     if not findings or not reports:
         return
-    text = render(findings)
+    known = [(f, issue) for f in findings if (issue := known_issue_of(f)) is not None]
+    unknown = [f for f in findings if known_issue_of(f) is None]
     by_when = {report.when: report for report in reports}
     target = by_when.get("call") or by_when.get("setup") or reports[0]
-    if target.failed:
-        target.sections.append((SECTION, text))
-    else:
-        target.outcome = "failed"
-        target.longrepr = text
+    if known:
+        target.sections.append((KNOWN_SECTION, _render_known(known)))
+    if unknown:
+        text = render(unknown)
+        if target.failed:
+            target.sections.append((SECTION, text))
+        else:
+            target.outcome = "failed"
+            target.longrepr = text
+    elif known and target.passed:
+        target.outcome = "skipped"
+        target.wasxfail = "; ".join(sorted({issue.reason() for _, issue in known}))
     for report in reports:
         report.user_properties.extend(
             ("kernel_splat", f"{f.kind} {f.fingerprint} {f.headline}") for f in findings
         )
+
+
+def _render_known(known: Sequence[tuple[Finding, KnownIssue]]) -> str:
+    parts = [f"{issue.reason()}\n{finding.render()}" for finding, issue in known]
+    return "\n\n".join(parts)
 
 
 def is_fatal(findings: Sequence[Finding]) -> bool:
@@ -134,6 +180,7 @@ __all__ = [
     "apply_findings",
     "is_fatal",
     "item_findings",
+    "leak_findings",
     "render",
     "scan_kernel_log",
     "taint_finding",

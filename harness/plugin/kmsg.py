@@ -25,18 +25,24 @@ TAINT_LETTERS = "PFSRMBUDAWCIOELKXTNJ"
 MODULE_TAINTS = frozenset("POE")
 
 
-def format_record(record: bytes) -> str:
-    """One /dev/kmsg record as a console-style line ("" for a malformed record)."""
+def format_record(record: bytes) -> list[str]:
+    """One /dev/kmsg record as console-style lines ([] for a malformed record).
+
+    /dev/kmsg escapes a newline inside a message as "\\x0a" (lockdep prints some that way);
+    the console shows a new line there, and so do we.
+    """
     text = record.decode(errors="replace").split("\n", 1)[0]
     header, sep, message = text.partition(";")
     if not sep:
-        return ""
+        return []
+    parts = message.split("\\x0a")
     fields = header.split(",")
     try:
         usec = int(fields[2])
     except (IndexError, ValueError):
-        return message
-    return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {message}"
+        return parts
+    stamp = f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}]"
+    return [f"{stamp} {part}" for part in parts if part.strip()] or [f"{stamp} "]
 
 
 class KmsgReader:
@@ -67,9 +73,7 @@ class KmsgReader:
                 raise
             if not record:
                 return lines
-            line = format_record(record)
-            if line:
-                lines.append(line)
+            lines += format_record(record)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -83,6 +83,9 @@ class ItemDone:
     taint_before: int
     taint_after: int
     kernel_log_error: str | None = None  # why the kernel log could not be read, if it could not
+    # kmemleak's reports from the scan after the item (the last of its module), if one ran
+    kmemleak: list[str] = field(default_factory=list)
+    lockdep_off: bool = False  # lockdep reported during the item and has switched itself off
 
     def message(self) -> Message:
         return {"done": asdict(self)}

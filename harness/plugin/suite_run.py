@@ -146,6 +146,9 @@ class SuiteRun:
             if is_fatal(findings):
                 # An Oopsed kernel is no base for the next test: it gets a new VM.
                 self._retire(choice, "the kernel oopsed or hit a BUG in the last test")
+            elif outcome.done.lockdep_off:
+                # Lockdep stops checking after its first report: later tests need a new VM.
+                self._retire(choice, "lockdep reported and switched itself off")
         else:
             death = guest.diagnose_death(mark, outcome.problem or "the guest runner stopped")
             reports = _failed_by(item, reports, death.text)

@@ -202,8 +202,17 @@ def _bundle(source: KernelSource, directory: Path, record: BundleRecord) -> Kern
         release=record.release,
         build_dir=source.build_dir,
         config=directory / record.config if record.config else None,
-        kernel_params={MODULES_PARAM: MODULES_DEVICE} if disks else {},
+        kernel_params=_debug_params(directory / record.config if record.config else None)
+        | ({MODULES_PARAM: MODULES_DEVICE} if disks else {}),
     )
+
+
+def _debug_params(config: Path | None) -> dict[str, str]:
+    """KASAN reports only its first bug unless told otherwise; a suite wants every one."""
+    if config is None or not config.is_file():
+        return {}
+    settings = parse_config(config.read_text(encoding="utf-8", errors="replace"))
+    return {"kasan_multi_shot": "1"} if settings.get("KASAN") == "y" else {}
 
 
 @contextlib.contextmanager

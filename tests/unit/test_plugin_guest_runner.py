@@ -191,8 +191,13 @@ def test_protocol_messages_round_trip() -> None:
 
 def test_kmsg_records_become_console_lines() -> None:
     record = b"4,1234,12345678,-;WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x0\n SUBSYSTEM=pci\n"
-    assert format_record(record) == "[   12.345678] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x0"
-    assert format_record(b"garbage") == ""
+    assert format_record(record) == ["[   12.345678] WARNING: CPU: 0 PID: 1 at x.c:1 f+0x0/0x0"]
+    assert format_record(b"garbage") == []
+    # lockdep's embedded newlines arrive escaped; the console shows separate lines
+    escaped = b"4,9,2000000,-;\\x0a *** DEADLOCK ***\\x0a"
+    assert format_record(escaped) == ["[    2.000000]  *** DEADLOCK ***"]
+    two = b"4,9,2000000,-;Chain exists of:\\x0a  &a --> &b"
+    assert format_record(two) == ["[    2.000000] Chain exists of:", "[    2.000000]   &a --> &b"]
     assert taint_letters(0) == ""
     assert taint_letters((1 << 9) | (1 << 12) | (1 << 13)) == "WOE"
 

@@ -724,3 +724,14 @@ def test_only_the_newest_bundles_of_a_release_are_kept(tmp_path: Path) -> None:
 )
 def test_pvh_entry_is_avoided_for_kasan_built_with_os(config: str | None, unsafe: bool) -> None:
     assert (custom_kernel.pvh_unsafe_reason(config) is not None) == unsafe
+
+
+def test_a_kasan_kernel_reports_every_bug(tmp_path: Path) -> None:
+    from harness.vm.custom_kernel import _debug_params
+
+    config = tmp_path / "config"
+    config.write_text("CONFIG_KASAN=y\nCONFIG_PROVE_LOCKING=y\n")
+    assert _debug_params(config) == {"kasan_multi_shot": "1"}
+    config.write_text("# CONFIG_KASAN is not set\n")
+    assert _debug_params(config) == {}
+    assert _debug_params(None) == {}
