@@ -147,6 +147,8 @@ void hmdev_reset(struct hmdev_state *s)
 	static const unsigned int kept[] = {
 		HMDEV_REG_TOTAL_PINS,
 		HMDEV_REG_RESET_COUNT,
+		HMDEV_REG_BAR0_ACCESSES,
+		HMDEV_REG_BAR2_TRAPPED,
 	};
 	u32 saved[ARRAY_SIZE(kept)];
 	unsigned int i;
@@ -250,8 +252,9 @@ static int hmdev_region_of(struct hmdev_state *s, loff_t pos, unsigned int *inde
 	}
 }
 
+/* @first: the access's first chunk, where the access counters count it */
 static ssize_t hmdev_region_chunk(struct hmdev_state *s, unsigned int index, char *buf,
-				  size_t count, loff_t off, bool write)
+				  size_t count, loff_t off, bool write, bool first)
 {
 	ssize_t ret;
 
@@ -261,9 +264,13 @@ static ssize_t hmdev_region_chunk(struct hmdev_state *s, unsigned int index, cha
 		ret = hmdev_config_rw(s, buf, count, off, write);
 		break;
 	case VFIO_PCI_BAR0_REGION_INDEX:
+		if (first)
+			hmdev_reg_add32(s, HMDEV_REG_BAR0_ACCESSES, 1);
 		ret = hmdev_bar0_rw(s, buf, count, off, write);
 		break;
 	case VFIO_PCI_BAR2_REGION_INDEX:
+		if (first)
+			hmdev_reg_add32(s, HMDEV_REG_BAR2_TRAPPED, 1);
 		ret = hmdev_mem_rw(s, buf, count, off, write);
 		break;
 	default:
@@ -309,7 +316,7 @@ static ssize_t hmdev_rw(struct vfio_device *vdev, char __user *ubuf, size_t coun
 			ret = -EFAULT;
 			break;
 		}
-		n = hmdev_region_chunk(s, index, buf, chunk, off + done, write);
+		n = hmdev_region_chunk(s, index, buf, chunk, off + done, write, !done);
 		if (n < 0) {
 			ret = n;
 			break;

@@ -35,8 +35,9 @@
  * RESUMING applies the staged state only after an END that saw every chunk and every state
  * record; otherwise the transition fails with EINVAL and the device is unchanged (it stays in
  * RESUMING: more data may follow; closing the device ends the session). The pin bookkeeping
- * registers (PINNED_PAGES, TOTAL_PINS, TOTAL_UNPINS, DMA_UNMAP_CALLS) and RESET_COUNT describe
- * this device's open session and keep their values; IRQ eventfds stay as they were.
+ * registers (PINNED_PAGES, TOTAL_PINS, TOTAL_UNPINS, DMA_UNMAP_CALLS), RESET_COUNT and the
+ * access counters (BAR0_ACCESSES, BAR2_TRAPPED) describe this device's open session and keep
+ * their values; IRQ eventfds stay as they were.
  *
  * Locking: s->lock covers the device, the migration state and the shared part of each
  * migration file; a migration file's own mutex serializes its read()/write()/ioctl() and is
@@ -936,7 +937,8 @@ static int hmdev_mig_resume_load(struct hmdev_state *s)
 	/* this device's open session, not the migrated device's state */
 	static const unsigned int session_regs[] = {
 		HMDEV_REG_PINNED_PAGES, HMDEV_REG_TOTAL_PINS, HMDEV_REG_TOTAL_UNPINS,
-		HMDEV_REG_DMA_UNMAP_CALLS, HMDEV_REG_RESET_COUNT,
+		HMDEV_REG_DMA_UNMAP_CALLS, HMDEV_REG_RESET_COUNT, HMDEV_REG_BAR0_ACCESSES,
+		HMDEV_REG_BAR2_TRAPPED,
 	};
 	struct hmdev_mig_file *migf = s->resuming;
 	u32 keep[ARRAY_SIZE(session_regs)];

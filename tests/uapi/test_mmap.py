@@ -145,3 +145,21 @@ def test_mmap_seen_by_dma_engine(opened: OpenDevice, ref: RefDevice) -> None:
             buffer.write(0, data[::-1])
             ref.dma(util.IOVA, 0x300, 256, Direction.TO_DEVICE, Method.PIN).check()
             assert mapped[0x300:0x400] == data[::-1]
+
+
+@pytest.mark.refdev
+def test_mmap_accesses_bypass_the_driver(opened: OpenDevice, ref: RefDevice) -> None:
+    """Through the mmap the driver is not called; through the fd each access is counted."""
+    from harness.refdev import registers as r
+
+    bar0_before = ref.read32(r.REG_BAR0_ACCESSES)
+    trapped_before = ref.read32(r.REG_BAR2_TRAPPED)
+    assert ref.read32(r.REG_BAR0_ACCESSES) == bar0_before + 2, "each BAR0 read counts itself"
+    with ref.mem.mmap(0, PAGE_SIZE) as mapped:
+        for i in range(16):
+            mapped[i * 8 : i * 8 + 8] = bytes([i]) * 8
+        _ = bytes(mapped[:128])
+    assert ref.read32(r.REG_BAR2_TRAPPED) == trapped_before, "mmap accesses reached the driver"
+    assert ref.mem.read_exact(0, 8) == bytes(8)
+    ref.mem.write_exact(PAGE_SIZE, b"x")
+    assert ref.read32(r.REG_BAR2_TRAPPED) == trapped_before + 2, "pread+pwrite counted once each"

@@ -63,7 +63,9 @@ from harness.uapi.raw import vfio as v
 # -- the stream format (kmod/migration.c) ------------------------------------------------------
 
 # BAR0 below this is device state, migrated; from here on the registers count what happened
-# since the device was opened (PINNED_PAGES .. RESET_COUNT) and the target keeps its own.
+# since the device was opened (PINNED_PAGES .. BAR2_TRAPPED) and the target keeps its own.
+# Only PINNED_PAGES .. RESET_COUNT are compared: the access counters after them count every
+# read of the device, the checks' own snapshots included.
 SESSION_REGS = r.REG_PINNED_PAGES
 SESSION_REGS_END = r.REG_RESET_COUNT + 4
 REGS_COMPARED = 0x100  # BAR0 bytes snapshots compare (every register lies below)
