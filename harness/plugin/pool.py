@@ -34,6 +34,7 @@ class VmPool:
         self._images: dict[str, BuiltImage] = {}
         self._accelerator: Accelerator | None = None
         self._closed = False
+        self._retired: set[int] = set()  # id() of shared VMs closed on purpose
 
     @property
     def accelerator(self) -> Accelerator:
@@ -75,12 +76,20 @@ class VmPool:
         """This process's VM of `choice`, started on first use and replaced if it died."""
         vm = self._shared.get(choice)
         if vm is not None and not (vm.alive() and vm.ssh.is_active):
-            self.progress(f"{choice.id}: the shared VM died; starting a new one")
+            if id(vm) not in self._retired:
+                self.progress(f"{choice.id}: the shared VM died; starting a new one")
+            self._retired.discard(id(vm))
             vm.close()
             vm = None
         if vm is None:
             vm = self._shared[choice] = self.start(choice)
         return vm
+
+    def retire(self, vm: Vm) -> None:
+        """Close `vm` on purpose: the next test of its kernel gets a new one, without a
+        "died" message."""
+        self._retired.add(id(vm))
+        vm.close()
 
     def close(self) -> None:
         self._closed = True

@@ -279,7 +279,7 @@ class SuiteRun:
         guest.progress(f"{choice.id}: replacing the VM: {why}")
         with contextlib.suppress(Exception):
             guest.close()
-        guest.vm.close()  # VmPool.shared starts a new one for the next test
+        self._pool_for().retire(guest.vm)  # VmPool.shared starts a new one for the next test
 
     # Ending ---------------------------------------------------------------------------------
 
