@@ -140,38 +140,50 @@ def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
 
 def prepare(
     kernels: str, build_module: bool, *, faults: bool = False, source: Path | None = None
-) -> None:
+) -> dict[str, Path]:
     """Images, kernels built from source and our module for every kernel, before pytest:
-    progress shows, errors stop."""
+    progress shows, errors stop. Returns the build directory of each kernel recipe."""
     from harness.debian import AptError, MirrorNotFoundError
     from harness.kmod.module_cache import VendorModuleError, build_vendor_module
     from harness.plugin.kernels import KernelChoiceError, parse_kernels
     from harness.vm.images import ImageBuildError, build_image
     from harness.vm.recipe import RecipeError
 
+    builds: dict[str, Path] = {}
     try:
         for choice in parse_kernels(kernels):
             image = build_image(choice.recipe, progress=_progress)
             if choice.own_kernel:
-                _prepare_own_kernel(choice, build_module, faults=faults, source=source)
+                build = _prepare_own_kernel(choice, build_module, faults=faults, source=source)
+                if choice.kernel_recipe is not None and build is not None:
+                    builds[choice.kernel_recipe.name] = build
             elif build_module:
                 build_vendor_module(image, _progress, source=source, faults=faults)
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
             VendorModuleError) as exc:  # fmt: skip
         raise UserError(str(exc)) from None
+    return builds
 
 
 def _prepare_own_kernel(
     choice: KernelChoice, build_module: bool, *, faults: bool, source: Path | None
-) -> None:
-    from harness.plugin.guest_kernel import KERNEL_ERRORS, choice_kernel, tree_module_for
+) -> Path | None:
+    """Build (a recipe) and prepare the kernel, and our module for it; its recipe build."""
+    from harness.plugin.guest_kernel import (
+        KERNEL_ERRORS,
+        choice_kernel,
+        recipe_build_dir,
+        tree_module_for,
+    )
 
     try:
-        bundle = choice_kernel(choice, _progress)
+        build = recipe_build_dir(choice, _progress)
+        bundle = choice_kernel(choice, _progress, build_dir=build)
     except KERNEL_ERRORS as exc:
         raise UserError(f"{choice.id}: {exc}") from None
     if build_module:
         tree_module_for(choice, bundle, _progress, source=source, faults=faults)
+    return build
 
 
 def pytest_command(
@@ -218,20 +230,23 @@ def run_suite(args: argparse.Namespace) -> int:
     consoles = reports / "consoles"
     consoles.mkdir(parents=True, exist_ok=True)
     kernels = DEFAULT_KERNEL
+    builds: dict[str, Path] = {}
     if args.target == "vm":
         tree_build = None
         if args.kernel_tree is not None:
             tree_build = build_kernel_tree(args.kernel_tree, args.config_fragment)
         kernels = kernel_spec(args, tree_build)
-        prepare(
+        builds = prepare(
             kernels,
             build_module=args.vendor_module is None,
             faults=bool(args.module_faults),
             source=args.vendor_src.resolve() if args.vendor_src else None,
         )
+    from harness.plugin.guest_kernel import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
 
-    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles)}
+    # pytest boots the recipe kernels built above as they are (no second make).
+    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(builds)}
     started = time.monotonic()
     # pytest runs from the checkout the suite is in: its rootdir, recipes and markers.
     result = subprocess.run(

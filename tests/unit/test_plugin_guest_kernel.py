@@ -81,3 +81,28 @@ def test_no_build_tree_says_to_pass_one_or_a_module(tmp_path: Path) -> None:
     (tmp_path / "build").mkdir()
     with pytest.raises(VendorModuleError, match=r"has no \.config"):
         tree_module_for(choice, bundle(tmp_path / "build"), quiet)
+
+
+def test_a_kernel_prepared_by_the_run_is_not_built_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = KernelRecipe("debug", "bookworm", (tmp_path / "base.config",))
+    choice = KernelChoice("debug", "bookworm", kernel_recipe=recipe)
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+
+    def no_build(given: KernelRecipe, progress: object) -> KernelBuild:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(guest_kernel, "build_recipe_kernel", no_build)
+    for name, value in guest_kernel.prepared_env({"debug": build_dir}).items():
+        monkeypatch.setenv(name, value)
+    lines: list[str] = []
+    assert guest_kernel.recipe_build_dir(choice, lines.append) == build_dir
+    assert "built before this run" in lines[0]
+    other = KernelChoice("x", "bookworm", kernel_recipe=KernelRecipe("x", "bookworm", ()))
+    with pytest.raises(AssertionError, match="built again"):
+        guest_kernel.recipe_build_dir(other, quiet)  # not prepared: built
+    monkeypatch.setenv(guest_kernel.PREPARED_ENV, "not json")
+    with pytest.raises(AssertionError, match="built again"):
+        guest_kernel.recipe_build_dir(choice, quiet)
