@@ -71,7 +71,7 @@ def recipe_build_dir(choice: KernelChoice, progress: Progress) -> Path | None:
         return None
     prepared = prepared_build(recipe.name)
     if prepared is not None:
-        progress(f"kernel {recipe.name}: built before this run: {prepared}")
+        progress(f"kernel {recipe.name}: built by vfio-harness run before pytest: {prepared}")
         return prepared
     return build_recipe_kernel(recipe, progress).build_dir
 

@@ -99,7 +99,7 @@ def test_a_kernel_prepared_by_the_run_is_not_built_again(
         monkeypatch.setenv(name, value)
     lines: list[str] = []
     assert guest_kernel.recipe_build_dir(choice, lines.append) == build_dir
-    assert "built before this run" in lines[0]
+    assert "built by vfio-harness run before pytest" in lines[0]
     other = KernelChoice("x", "bookworm", kernel_recipe=KernelRecipe("x", "bookworm", ()))
     with pytest.raises(AssertionError, match="built again"):
         guest_kernel.recipe_build_dir(other, quiet)  # not prepared: built
