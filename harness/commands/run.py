@@ -5,6 +5,12 @@ It builds or reuses each kernel's image and our module first (with progress), th
 pytest over the suite (tests/uapi of the checkout, or $HARNESS_SUITE) with the plugin: every
 test runs in a guest of each --kernel (or on this host with --target local), and the results
 land in a reports directory: JUnit XML, KTAP, and the console log of every VM.
+
+Kernels built from source: `--kernel debug` (a recipe in vm_images/kernels/) is built or
+brought up to date before pytest starts; `--kernel-tree PATH [--config-fragment F ...]` builds
+a clean tree of yours with base.config and the fragments (harness.vm.kernel_build, out of tree
+in the cache, so the next run recompiles only what changed) and runs the suite on it, on the
+default image's root filesystem. Our module is built against such a kernel's build tree.
 """
 
 from __future__ import annotations
@@ -15,11 +21,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli_errors import UserError
 
+if TYPE_CHECKING:
+    from harness.plugin.kernels import KernelChoice
+
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
+BASE_FRAGMENT = "base"  # what every kernel built from a tree needs to boot as a guest
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,9 +41,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     run.add_argument(
         "--kernel",
-        default=DEFAULT_KERNEL,
-        help="comma-separated image recipes (bookworm, trixie, sid, all) or the path of a "
-        f"kernel you built (default: {DEFAULT_KERNEL})",
+        default=None,
+        help="comma-separated image recipes (bookworm, trixie, sid, all), kernel recipes "
+        "(debug: built from source) or the path of a kernel you built (default: "
+        f"{DEFAULT_KERNEL}, unless --kernel-tree is given)",
+    )
+    run.add_argument(
+        "--kernel-tree",
+        type=Path,
+        metavar="PATH",
+        help="build this clean kernel source tree (out of tree, cached) with base.config and "
+        "any --config-fragment, and run the suite on it (besides any --kernel)",
+    )
+    run.add_argument(
+        "--config-fragment",
+        action="append",
+        default=[],
+        metavar="F",
+        help="with --kernel-tree: a config fragment merged after base.config, a name in "
+        "vm_images/kernels/ (e.g. debug) or a path (repeatable)",
     )
     run.add_argument(
         "--target",
@@ -46,6 +73,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--mdev-parent", help="parent device of --mdev-type")
     run.add_argument("--mdev-uuid", help="an existing mdev device to test")
     run.add_argument("--vendor-module", type=Path, help="load this .ko instead of ours")
+    run.add_argument(
+        "--vendor-src", type=Path, metavar="DIR", help="build this driver source instead of kmod/"
+    )
     run.add_argument(
         "--module-faults",
         type=int,
@@ -79,30 +109,91 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def prepare(kernels: str, build_module: bool) -> None:
-    """Images (and our module) for every kernel, before pytest: progress shows, errors stop."""
+def kernel_fragments(given: list[str]) -> list[str]:
+    """base first, then the user's fragments in order, base not twice."""
+    return [
+        BASE_FRAGMENT,
+        *(f for f in given if f not in (BASE_FRAGMENT, f"{BASE_FRAGMENT}.config")),
+    ]
+
+
+def build_kernel_tree(path: Path, fragments: list[str]) -> Path:
+    """The build directory of the user's tree with base.config + `fragments`, built now (make
+    brings an earlier build of the same config up to date rather than starting over)."""
+    from harness.vm.kernel_build import KernelBuildError, build_kernel, user_kernel_tree
+    from harness.vm.kernel_fragments import ConfigMismatchError
+
+    try:
+        tree = user_kernel_tree(path)
+        return build_kernel(tree, kernel_fragments(fragments), progress=_progress).build_dir
+    except (KernelBuildError, ConfigMismatchError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
+    """--kernel's value for pytest: the --kernel names, then the --kernel-tree build."""
+    kernels = [args.kernel] if args.kernel else []
+    if tree_build is not None:
+        kernels.append(str(tree_build))
+    return ",".join(kernels) or DEFAULT_KERNEL
+
+
+def prepare(
+    kernels: str, build_module: bool, *, faults: bool = False, source: Path | None = None
+) -> dict[str, Path]:
+    """Images, kernels built from source and our module for every kernel, before pytest:
+    progress shows, errors stop. Returns the build directory of each kernel recipe."""
     from harness.debian import AptError, MirrorNotFoundError
     from harness.kmod.module_cache import VendorModuleError, build_vendor_module
     from harness.plugin.kernels import KernelChoiceError, parse_kernels
     from harness.vm.images import ImageBuildError, build_image
     from harness.vm.recipe import RecipeError
 
+    builds: dict[str, Path] = {}
     try:
         for choice in parse_kernels(kernels):
             image = build_image(choice.recipe, progress=_progress)
-            if build_module and choice.custom_path is None:
-                build_vendor_module(image, _progress)
+            if choice.own_kernel:
+                build = _prepare_own_kernel(choice, build_module, faults=faults, source=source)
+                if choice.kernel_recipe is not None and build is not None:
+                    builds[choice.kernel_recipe.name] = build
+            elif build_module:
+                build_vendor_module(image, _progress, source=source, faults=faults)
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
             VendorModuleError) as exc:  # fmt: skip
         raise UserError(str(exc)) from None
+    return builds
 
 
-def pytest_command(args: argparse.Namespace, suite: Path, reports: Path) -> list[str]:
+def _prepare_own_kernel(
+    choice: KernelChoice, build_module: bool, *, faults: bool, source: Path | None
+) -> Path | None:
+    """Build (a recipe) and prepare the kernel, and our module for it; its recipe build."""
+    from harness.plugin.guest_kernel import (
+        KERNEL_ERRORS,
+        choice_kernel,
+        recipe_build_dir,
+        tree_module_for,
+    )
+
+    try:
+        build = recipe_build_dir(choice, _progress)
+        bundle = choice_kernel(choice, _progress, build_dir=build)
+    except KERNEL_ERRORS as exc:
+        raise UserError(f"{choice.id}: {exc}") from None
+    if build_module:
+        tree_module_for(choice, bundle, _progress, source=source, faults=faults)
+    return build
+
+
+def pytest_command(
+    args: argparse.Namespace, suite: Path, reports: Path, kernels: str = DEFAULT_KERNEL
+) -> list[str]:
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
     command.append(f"--target={args.target}")
     if args.target == "vm":
-        command.append(f"--kernel={args.kernel}")
+        command.append(f"--kernel={kernels}")
     if args.workers > 1:
         command += ["-n", str(args.workers)]
     for option in ("mdev_type", "mdev_parent", "mdev_uuid"):
@@ -111,13 +202,24 @@ def pytest_command(args: argparse.Namespace, suite: Path, reports: Path) -> list
             command.append(f"--{option.replace('_', '-')}={value}")
     if args.vendor_module:
         command.append(f"--vendor-module={args.vendor_module.resolve()}")
+    elif args.vendor_src:
+        command.append(f"--vendor-src={args.vendor_src.resolve()}")
     if args.module_faults:
         command.append(f"--module-faults={args.module_faults}")
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     return command + list(extra)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Option combinations that make no sense, refused before anything is built."""
+    if args.config_fragment and args.kernel_tree is None:
+        raise UserError("--config-fragment goes with --kernel-tree")
+    if args.kernel_tree is not None and args.target != "vm":
+        raise UserError("--kernel-tree boots the kernel in VMs: not with --target local")
+
+
 def run_suite(args: argparse.Namespace) -> int:
+    check_options(args)
     suite = suite_dir()
     checkout = suite.parents[1]
     # Recipes and our driver's source come from the suite's checkout (not package data).
@@ -127,15 +229,28 @@ def run_suite(args: argparse.Namespace) -> int:
     reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
     consoles = reports / "consoles"
     consoles.mkdir(parents=True, exist_ok=True)
+    kernels = DEFAULT_KERNEL
+    builds: dict[str, Path] = {}
     if args.target == "vm":
-        prepare(args.kernel, build_module=args.vendor_module is None)
+        tree_build = None
+        if args.kernel_tree is not None:
+            tree_build = build_kernel_tree(args.kernel_tree, args.config_fragment)
+        kernels = kernel_spec(args, tree_build)
+        builds = prepare(
+            kernels,
+            build_module=args.vendor_module is None,
+            faults=bool(args.module_faults),
+            source=args.vendor_src.resolve() if args.vendor_src else None,
+        )
+    from harness.plugin.guest_kernel import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
 
-    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles)}
+    # pytest boots the recipe kernels built above as they are (no second make).
+    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(builds)}
     started = time.monotonic()
     # pytest runs from the checkout the suite is in: its rootdir, recipes and markers.
     result = subprocess.run(
-        pytest_command(args, suite, reports), cwd=checkout, env=env, check=False
+        pytest_command(args, suite, reports, kernels), cwd=checkout, env=env, check=False
     )
     print(
         f"\nvfio-harness run: pytest exited {result.returncode} after "

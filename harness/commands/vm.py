@@ -61,8 +61,8 @@ def _vm_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kernel",
         default="bookworm",
-        help="an image recipe (bookworm, trixie, sid) or the path of a kernel you built "
-        "(default: bookworm)",
+        help="an image recipe (bookworm, trixie, sid), a kernel recipe (debug: built from "
+        "source first) or the path of a kernel you built (default: bookworm)",
     )
     parser.add_argument(
         "--fresh",
@@ -94,6 +94,7 @@ def _images_build(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Vm:
     """The VM `--kernel` asks for; every way that can fail is a one-line user error."""
     from harness.debian import AptError, MirrorNotFoundError
+    from harness.plugin.guest_kernel import KERNEL_ERRORS
     from harness.plugin.kernels import KernelChoiceError, parse_kernels
     from harness.plugin.pool import VmPool
     from harness.vm.images import ImageBuildError
@@ -111,6 +112,8 @@ def _start(args: argparse.Namespace) -> Vm:
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
             BootError, QmpCommandError, SavedStateError, SshError) as exc:  # fmt: skip
+        raise UserError(str(exc)) from None
+    except KERNEL_ERRORS as exc:  # a kernel recipe that does not build, a kernel that won't do
         raise UserError(str(exc)) from None
     except FileNotFoundError as exc:
         raise UserError(

@@ -11,6 +11,11 @@ warning-free: a build with warnings is cached like any other (the same source wo
 again) and reported as VendorModuleError on every request, with its warnings and log.
 Entries appear by one rename of a finished build under a per-key lock; the newest
 KEEP_PER_RELEASE per kernel release are kept.
+
+Debian image kernels build in their chroot (build_vendor_module); kernels built from source
+build on the host against their build tree (harness.kmod.tree_module). Both go through
+cached_vendor_module with a ModuleTarget that says what identifies the kernel and how to run
+make for it.
 """
 
 from __future__ import annotations
@@ -23,13 +28,20 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.cache import cache_dir, entry_lock
-from harness.kmod.build_env import BuildEnv, build_env_for
-from harness.kmod.builder import BUILD_OUTPUT, LOG_NAME, ModuleBuildError, build_module
+from harness.kmod.build_env import build_env_for
+from harness.kmod.builder import (
+    BUILD_OUTPUT,
+    LOG_NAME,
+    ModuleBuild,
+    ModuleBuildError,
+    build_module,
+)
 from harness.vm.images import BuiltImage, Progress, stderr_progress
 
 MODULE_CACHE_VERSION = 1
@@ -131,6 +143,20 @@ def modules_root() -> Path:
     return cache_dir("modules", "vendor")
 
 
+# Builds `source` into `dest` with W=1 and the given extra make arguments.
+BuildFn = Callable[[Path, Path, tuple[str, ...], Progress], ModuleBuild]
+
+
+@dataclass(frozen=True)
+class ModuleTarget:
+    """A kernel to build kmod/ for: what identifies it in the key, and how to run make."""
+
+    kernel_release: str
+    env_key: str  # the build environment's identity: an image chroot's key, a tree's hash
+    compiler: str  # "x86_64-linux-gnu-gcc-12 12.2.0", or the host gcc's version line
+    build: BuildFn
+
+
 def build_vendor_module(
     image: BuiltImage,
     progress: Progress = stderr_progress,
@@ -144,16 +170,38 @@ def build_vendor_module(
     by its `fault` module parameter. Raises VendorModuleError if it does not build or builds
     with any warning.
     """
-    source = source or kmod_dir()
     env = build_env_for(image, progress=progress)
-    compiler = f"{env.compiler} {env.gcc_version}"
+
+    def build(src: Path, dest: Path, make_args: tuple[str, ...], log: Progress) -> ModuleBuild:
+        return build_module(
+            src, env, dest=dest, extra_warnings=True, extra_make_args=make_args, progress=log
+        )
+
+    target = ModuleTarget(
+        kernel_release=env.kernel_release,
+        env_key=env.manifest.key,
+        compiler=f"{env.compiler} {env.gcc_version}",
+        build=build,
+    )
+    return cached_vendor_module(target, progress, source=source, faults=faults)
+
+
+def cached_vendor_module(
+    target: ModuleTarget,
+    progress: Progress = stderr_progress,
+    *,
+    source: Path | None = None,
+    faults: bool = False,
+) -> Path:
+    """The .ko of kmod/ (or `source`) for `target`: from the cache, else built there."""
+    source = source or kmod_dir()
     # A snapshot, so the digest is of exactly what gets built even if kmod/ is being edited.
     with tempfile.TemporaryDirectory(prefix="kmod-snapshot-") as scratch:
         snapshot = Path(scratch) / source.resolve().name
         shutil.copytree(source, snapshot, ignore=shutil.ignore_patterns(*BUILD_OUTPUT))
         digest = source_digest(snapshot)
         key = vendor_module_key(
-            digest, env.manifest.key, compiler, env.kernel_release, faults=faults
+            digest, target.env_key, target.compiler, target.kernel_release, faults=faults
         )
         entry = modules_root() / key
         what = "cached"
@@ -161,8 +209,8 @@ def build_vendor_module(
             with entry_lock(entry):
                 if not (entry / RECORD_NAME).is_file():
                     make_args = FAULTS_MAKE_ARGS if faults else ()
-                    _build_entry(snapshot, digest, env, entry, progress, make_args)
-                    _drop_superseded(env.kernel_release, entry)
+                    _build_entry(snapshot, digest, target, entry, progress, make_args)
+                    _drop_superseded(target.kernel_release, entry)
                     what = "built"
     record = VendorModuleRecord.read(entry)
     _check_warning_free(record, entry)
@@ -173,40 +221,32 @@ def build_vendor_module(
 def _build_entry(
     source: Path,
     digest: str,
-    env: BuildEnv,
+    target: ModuleTarget,
     entry: Path,
     progress: Progress,
     make_args: tuple[str, ...] = (),
 ) -> None:
+    release = target.kernel_release
     for leftover in entry.parent.glob(f".{entry.name}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
     try:
         try:
-            built = build_module(
-                source,
-                env,
-                dest=scratch,
-                extra_warnings=True,
-                extra_make_args=make_args,
-                progress=progress,
-            )
+            built = target.build(source, scratch, make_args, progress)
         except ModuleBuildError as err:
-            raise VendorModuleError(
-                f"kmod/ does not build for {env.kernel_release}: {err}"
-            ) from None
+            raise VendorModuleError(f"kmod/ does not build for {release}: {err}") from None
         names = tuple(m.name for m in built.modules)
         if MODULE_FILE not in names:
             raise VendorModuleError(
-                f"building kmod/ for {env.kernel_release} made {', '.join(names)}, not "
+                f"building kmod/ for {release} made {', '.join(names)}, not "
                 f"{MODULE_FILE}: does its Kbuild set obj-m := vfio_harness_mdev.o?"
             )
         VendorModuleRecord(
             key=entry.name,
             source_digest=digest,
-            env_key=env.manifest.key,
-            compiler=f"{env.compiler} {env.gcc_version}",
-            kernel_release=env.kernel_release,
+            env_key=target.env_key,
+            compiler=target.compiler,
+            kernel_release=release,
             modules=names,
             warnings=built.warnings,
             modpost_warnings=built.modpost_warnings,
@@ -246,9 +286,11 @@ def _drop_superseded(release: str, current: Path) -> None:
 
 __all__ = [
     "MODULE_FILE",
+    "ModuleTarget",
     "VendorModuleError",
     "VendorModuleRecord",
     "build_vendor_module",
+    "cached_vendor_module",
     "kmod_dir",
     "source_digest",
     "vendor_module_key",

@@ -16,6 +16,7 @@ from harness.plugin.kernels import KernelChoice
 
 if TYPE_CHECKING:
     from harness.vm.accel import Accelerator
+    from harness.vm.custom_kernel import KernelBundle
     from harness.vm.images import BuiltImage
     from harness.vm.machine import Vm
     from harness.vm.saved_state import Fresh
@@ -32,6 +33,7 @@ class VmPool:
         self.progress: Progress = progress or (lambda _line: None)
         self._shared: dict[KernelChoice, Vm] = {}
         self._images: dict[str, BuiltImage] = {}
+        self._kernels: dict[KernelChoice, KernelBundle | None] = {}
         self._accelerator: Accelerator | None = None
         self._closed = False
         self._retired: set[int] = set()  # id() of shared VMs closed on purpose
@@ -51,21 +53,25 @@ class VmPool:
             self._images[recipe] = build_image(recipe, progress=self.progress)
         return self._images[recipe]
 
+    def kernel(self, choice: KernelChoice) -> KernelBundle | None:
+        """What `choice` boots instead of its image's kernel (None: the image's own), built
+        or prepared once per process: a kernel recipe's build runs make, which takes seconds
+        even when nothing changed."""
+        if choice not in self._kernels:
+            from harness.plugin.guest_kernel import choice_kernel
+
+            self._kernels[choice] = choice_kernel(choice, self.progress)
+        return self._kernels[choice]
+
     def start(self, choice: KernelChoice) -> Vm:
         """A new pristine VM of `choice`; the caller closes it."""
         if self._closed:
             raise RuntimeError("the VM pool is closed")
         from harness.vm.saved_state import start_vm
 
-        if choice.custom_path is not None:
-            from harness.vm.custom_kernel import prepare_custom_kernel
-
-            kernel = prepare_custom_kernel(choice.custom_path, progress=self.progress)
-        else:
-            kernel = None
         return start_vm(
             self.image(choice.recipe),
-            kernel=kernel,
+            kernel=self.kernel(choice),
             accelerator=self.accelerator,
             memory_mib=self.memory_mib,
             fresh=self.fresh_mode,

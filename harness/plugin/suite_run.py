@@ -43,7 +43,7 @@ class SuiteRun:
         self.env = guest_items.mdev_environment(config)
         self._pool: VmPool | None = None
         self._guests: dict[KernelChoice, GuestVm] = {}
-        self._modules: dict[str, VendorModule] = {}
+        self._modules: dict[KernelChoice | None, VendorModule] = {}  # None: --vendor-module
         self._tarballs: dict[Path, bytes] = {}
         self._kmsg: KmsgReader | None = None
         self._kmsg_error: str | None = None
@@ -228,7 +228,7 @@ class SuiteRun:
         from harness.plugin.guest_vm import VendorModule
 
         given = self.config.getoption("--vendor-module")
-        key = "given" if given else choice.recipe
+        key = None if given else choice
         if key not in self._modules:
             if given:
                 path = Path(given).expanduser().resolve()
@@ -242,26 +242,28 @@ class SuiteRun:
         return self._modules[key]
 
     def _build_module(self, choice: KernelChoice, guest: GuestVm) -> Path:
+        """Our module (or --vendor-src) for the kernel of `choice`: in the image's chroot for
+        a Debian kernel, on the host against the kernel's build tree for any other."""
         import os
 
         from harness.kmod.module_cache import VendorModuleError, build_vendor_module
         from harness.plugin.policy import vm_unavailable
 
-        if choice.custom_path is not None:
-            pytest.fail(
-                f"{choice.id}: our module is built for Debian's kernels only: build it against "
-                f"your kernel and pass --vendor-module PATH.ko",
-                pytrace=False,
-            )
-        if os.geteuid() != 0:
-            vm_unavailable("building the vendor module in a Debian chroot needs root")
         source = self.config.getoption("--vendor-src")
+        source_dir = Path(source).resolve() if source else None
+        faults = bool(self.config.getoption("--module-faults"))
         try:
+            if choice.own_kernel:
+                from harness.plugin.guest_kernel import tree_module_for
+
+                bundle = self._pool_for().kernel(choice)
+                return tree_module_for(
+                    choice, bundle, guest.progress, source=source_dir, faults=faults
+                )
+            if os.geteuid() != 0:
+                vm_unavailable("building the vendor module in a Debian chroot needs root")
             return build_vendor_module(
-                guest.vm.image,
-                guest.progress,
-                source=Path(source).resolve() if source else None,
-                faults=bool(self.config.getoption("--module-faults")),
+                guest.vm.image, guest.progress, source=source_dir, faults=faults
             )
         except VendorModuleError as err:
             pytest.fail(str(err), pytrace=False)

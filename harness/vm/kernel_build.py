@@ -169,8 +169,24 @@ def user_kernel_tree(path: Path) -> KernelTree:
             "tree (O=) then. Run `make mrproper` in it (this removes its .config; keep a copy), "
             "or pass that build directory as --kernel instead"
         )
+    extracted = _extracted_debian_name(tree)
+    if extracted is not None:
+        # The tree debian_kernel_tree extracted: the same source under the same name, so a
+        # build of it by path reuses the build directory of the same config.
+        return KernelTree(tree, extracted)
     digest = hashlib.sha256(str(tree).encode()).hexdigest()[:8]
     return KernelTree(tree, safe_name(f"{tree.name}-{digest}"))
+
+
+def _extracted_debian_name(tree: Path) -> str | None:
+    """`<package>_<version>` when `tree` is a Debian source tree extracted into the cache."""
+    try:
+        parent = tree.resolve().parent
+    except OSError:
+        return None
+    if parent.parent == cache_dir("kernel-src"):
+        return parent.name
+    return None
 
 
 def compiler_command(cc: str = "gcc") -> str:

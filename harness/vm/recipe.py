@@ -35,9 +35,9 @@ SSH_SERVERS = ("dropbear",)
 VARIANTS = ("minbase",)
 DEFAULT_HEADROOM_MIB = 512
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_SUITE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+SUITE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+PACKAGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
 
 class RecipeError(ValueError):
@@ -134,9 +134,9 @@ def load_recipes(directory: Path) -> dict[str, Recipe]:
 
 
 def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
-    reader = _Fields(data, path, "")
+    reader = FieldReader(data, path, "")
     reader.reject_unknown(_TOP_FIELDS)
-    name = reader.text("name", pattern=_NAME)
+    name = reader.text("name", pattern=NAME_PATTERN)
     if name != path.stem:
         raise RecipeError(path, "name", f"is {name!r} but the file is {path.name}: make them match")
     packages = reader.packages("packages")
@@ -147,7 +147,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
         raise RecipeError(path, "packages", f"must include {', '.join(missing)} ({why})")
     headroom = reader.integer("disk_headroom_mib", default=DEFAULT_HEADROOM_MIB, low=0)
     env_table = reader.table("build_env")
-    env_reader = _Fields(env_table, path, "build_env.")
+    env_reader = FieldReader(env_table, path, "build_env.")
     env_reader.reject_unknown(_BUILD_ENV_FIELDS)
     build_env = BuildEnvSpec(
         packages=env_reader.packages("packages"),
@@ -156,8 +156,8 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
     return Recipe(
         name=name,
         description=reader.text("description", default=""),
-        suite=reader.text("suite", pattern=_SUITE),
-        kernel_package=reader.text("kernel_package", pattern=_PACKAGE),
+        suite=reader.text("suite", pattern=SUITE_PATTERN),
+        kernel_package=reader.text("kernel_package", pattern=PACKAGE_PATTERN),
         packages=packages,
         ssh_server=ssh_server,
         variant=reader.choice("variant", VARIANTS, default="minbase"),
@@ -168,8 +168,9 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
     )
 
 
-class _Fields:
-    """Typed access to one TOML table, raising RecipeError with the dotted field name."""
+class FieldReader:
+    """Typed access to one TOML table, raising RecipeError with the dotted field name (image
+    recipes here, kernel recipes in kernel_recipe.py)."""
 
     def __init__(self, data: Mapping[str, Any], path: Path, prefix: str) -> None:
         self.data = data
@@ -224,14 +225,15 @@ class _Fields:
         if not value:
             raise self._error(key, "must list at least one package")
         for package in value:
-            if not _PACKAGE.match(package):
+            if not PACKAGE_PATTERN.match(package):
                 raise self._error(key, f"{package!r} is not a Debian package name")
         if len(set(value)) != len(value):
             raise self._error(key, "lists a package twice")
         return value
 
-    def table(self, key: str) -> Mapping[str, Any]:
-        value = self._get(key, None)
+    def table(self, key: str, *, optional: bool = False) -> Mapping[str, Any]:
+        """The sub-table `key`; an empty one when it is absent and `optional`."""
+        value = self._get(key, {} if optional else None)
         if not isinstance(value, dict):
-            raise self._error(key, "must be a table ([build_env])")
+            raise self._error(key, f"must be a table ([{self.prefix}{key}])")
         return value

@@ -193,3 +193,5 @@ def test_debian_tree_is_extracted_once(tmp_path: Path, monkeypatch: pytest.Monke
     lines.clear()
     assert kernel_build.debian_kernel_tree(progress=lines.append) == tree
     assert lines == []  # the second time nothing is extracted
+    # Passed by path (run --kernel-tree), it keeps its name: same config, same build directory.
+    assert user_kernel_tree(tree.path) == tree

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""The debug kernel built from Debian's linux-source-6.12 boots with iommufd and mdev.
+"""The debug kernel built from Debian's linux-source-6.12 boots with iommufd and mdev, and
+the suite runs on it through its recipe (`--kernel debug`).
 
 Opt-in (HARNESS_KERNEL_BUILD=1): a cold build takes about a quarter of an hour on 2 cores;
 later runs reuse the build directory and ccache.
@@ -8,6 +9,9 @@ later runs reuse the build directory and ccache.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,23 @@ def test_debug_kernel_boots_with_iommufd_and_mdev() -> None:
         log = vm.run("dmesg")
         assert "KernelAddressSanitizer initialized" in log
         assert "kmemleak: Kernel memory leak detector initialized" in log
+
+
+def test_the_suite_runs_on_the_debug_recipe(tmp_path: Path) -> None:
+    """`vfio-harness run --kernel debug`: the recipe's kernel built (or reused), our module
+    built against it on the host, and guest tests named by the recipe pass in both modes."""
+    if os.environ.get(OPT_IN_ENV) != "1":
+        pytest.skip(f"building a kernel takes minutes: set {OPT_IN_ENV}=1")
+    checkout = Path(__file__).resolve().parents[2]
+    reports = tmp_path / "reports"
+    argv = ["run", "--kernel", "debug", "--reports", str(reports)]
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.cli", *argv, "--", "-k", "region_info_every_index"],
+        cwd=checkout,
+        check=False,
+    )
+    assert result.returncode == 0
+    junit = (reports / "junit.xml").read_text(encoding="utf-8")
+    for mode in ("type1", "iommufd"):
+        assert f'name="test_region_info_every_index[{mode}-debug]"' in junit
+    assert "<skipped" not in junit and "<failure" not in junit

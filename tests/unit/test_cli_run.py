@@ -1,0 +1,157 @@
+# SPDX-License-Identifier: MIT
+"""`vfio-harness run`: the pytest command it builds, which kernels it passes, and the one-line
+errors of --kernel-tree (nothing is built or booted here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import cli
+from harness.commands import run as run_command
+from harness.vm import kernel_build
+
+SUITE = Path("/checkout/tests/uapi")
+REPORTS = Path("/reports")
+
+
+def command(*argv: str, kernels: str = "bookworm") -> list[str]:
+    args = cli.build_parser().parse_args(["run", *argv])
+    return run_command.pytest_command(args, SUITE, REPORTS, kernels)
+
+
+def test_the_default_command() -> None:
+    assert command() == [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE),
+        "-p",
+        "no:cacheprovider",
+        "--junitxml=/reports/junit.xml",
+        "--ktap=/reports/results.ktap",
+        "--target=vm",
+        "--kernel=bookworm",
+    ]
+
+
+def test_options_and_pytest_arguments_pass_through(tmp_path: Path) -> None:
+    given = ("-n", "2", "--module-faults", "3", "--vendor-src", str(tmp_path), "--", "-k", "dma")
+    assert command(*given, kernels="debug")[-7:] == [
+        "--kernel=debug",
+        "-n",
+        "2",
+        f"--vendor-src={tmp_path}",
+        "--module-faults=3",
+        "-k",
+        "dma",
+    ]
+
+
+def test_a_given_module_wins_over_a_source(tmp_path: Path) -> None:
+    ko = tmp_path / "m.ko"
+    argv = command("--vendor-module", str(ko), "--vendor-src", str(tmp_path))
+    assert f"--vendor-module={ko}" in argv
+    assert not any(a.startswith("--vendor-src") for a in argv)
+
+
+def test_local_runs_name_no_kernel() -> None:
+    argv = command("--target", "local")
+    assert "--target=local" in argv
+    assert not any(a.startswith("--kernel") for a in argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "tree_build", "expected"),
+    [
+        ((), None, "bookworm"),
+        (("--kernel", "debug"), None, "debug"),
+        (("--kernel-tree", "/src/linux"), Path("/b/linux-0"), "/b/linux-0"),
+        (("--kernel", "trixie", "--kernel-tree", "/src/l"), Path("/b/l-0"), "trixie,/b/l-0"),
+    ],
+)
+def test_the_kernels_pytest_gets(
+    argv: tuple[str, ...], tree_build: Path | None, expected: str
+) -> None:
+    args = cli.build_parser().parse_args(["run", *argv])
+    assert run_command.kernel_spec(args, tree_build) == expected
+
+
+def test_base_comes_first_and_once() -> None:
+    assert run_command.kernel_fragments([]) == ["base"]
+    assert run_command.kernel_fragments(["debug"]) == ["base", "debug"]
+    assert run_command.kernel_fragments(["base.config", "/x/my.config"]) == ["base", "/x/my.config"]
+
+
+# --- one-line errors --------------------------------------------------------------------
+
+
+@pytest.fixture
+def clean_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    (tree / "Makefile").write_text("all:\n")
+    (tree / "Kconfig").write_text("")
+    return tree
+
+
+@pytest.fixture
+def toolchain(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the host lacks of the kernel profile (nothing, unless a test says so)."""
+    missing: list[str] = []
+    monkeypatch.setattr(kernel_build, "missing_packages", lambda _profile: missing)
+    return missing
+
+
+def run_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> str:
+    assert cli.main(["run", "--reports", str(tmp_path / "reports"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vfio-harness: error: ")
+    assert "Traceback" not in err
+    return err
+
+
+def test_a_fragment_without_a_tree(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = run_error(capsys, tmp_path, "--config-fragment", "debug")
+    assert "--config-fragment goes with --kernel-tree" in err
+
+
+def test_not_a_kernel_tree(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = run_error(capsys, tmp_path, "--kernel-tree", str(tmp_path))
+    assert "is not a kernel source tree" in err
+    assert err.count("\n") == 1
+
+
+def test_a_tree_built_in_place(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clean_tree: Path
+) -> None:
+    (clean_tree / ".config").write_text("CONFIG_A=y\n")
+    err = run_error(capsys, tmp_path, "--kernel-tree", str(clean_tree))
+    assert "make mrproper" in err
+    assert err.count("\n") == 1
+
+
+def test_a_missing_fragment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clean_tree: Path, toolchain: list[str]
+) -> None:
+    err = run_error(
+        capsys, tmp_path, "--kernel-tree", str(clean_tree), "--config-fragment", "nosuch"
+    )
+    assert "config fragment nosuch not found" in err
+    assert err.count("\n") == 1
+
+
+def test_a_missing_toolchain(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, clean_tree: Path, toolchain: list[str]
+) -> None:
+    toolchain.append("bc")
+    err = run_error(capsys, tmp_path, "--kernel-tree", str(clean_tree))
+    assert "building a kernel needs bc: vfio-harness setup --profile kernel" in err
+    assert err.count("\n") == 1
+
+
+def test_a_tree_is_booted_in_vms_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = run_error(capsys, tmp_path, "--target", "local", "--kernel-tree", str(tmp_path))
+    assert "not with --target local" in err
