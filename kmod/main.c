@@ -521,6 +521,8 @@ static long hmdev_ioctl(struct vfio_device *vdev, unsigned int cmd, unsigned lon
 		hmdev_reset(s);
 		mutex_unlock(&s->lock);
 		WARN_ON(hmdev_faulty(HMDEV_FAULT_WARN_ON_RESET));
+		if (hmdev_faulty(HMDEV_FAULT_LEAK_ON_RESET))
+			hmdev_leak(256);
 		return 0;
 	default:
 		return -ENOTTY;

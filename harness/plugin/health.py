@@ -95,7 +95,7 @@ def leak_findings(report: Sequence[str], when: str = WHEN_MODULE_SCAN) -> list[F
         frames = [m.group(1) for line in block if (m := _LEAK_FRAME.match(line))]
         callers = [name for name in frames if not _ALLOCATOR_FRAMES.match(name)][:4]
         where = callers[0] if callers else "?"
-        headline = f"kmemleak: {block[0].strip()}, allocated in {where}"
+        headline = f"kmemleak: {block[0].strip().rstrip(':')}, allocated in {where}"
         found.append(
             Finding("kmemleak", headline, _fingerprint("kmemleak", *callers), tuple(block), when)
         )

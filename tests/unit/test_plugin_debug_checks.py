@@ -36,7 +36,7 @@ def test_each_unreferenced_object_is_one_finding_named_by_its_allocator() -> Non
     findings = leak_findings(lines)
     assert [f.kind for f in findings] == ["kmemleak", "kmemleak"]
     assert findings[0].headline.endswith("allocated in hmdev_dma_pinned")
-    assert "(size 64)" in findings[0].headline
+    assert "(size 64), allocated in" in findings[0].headline
     # the same backtrace at another address and time is the same leak
     assert findings[0].fingerprint == findings[1].fingerprint
 
