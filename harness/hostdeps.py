@@ -26,6 +26,7 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "qemu-utils",
         "kmod",  # depmod, for the custom-kernel modules-disk tests
         "make",  # the module builder's host-toolchain path (a user's own kernel tree)
+        "cpio",  # lists the nested L2 initramfs we write (an independent newc reader)
     ),
     # Guest images (harness/vm): bootstrap, disk, kernel/module decompression, overlays, QEMU.
     "vm": (

@@ -27,8 +27,9 @@ from harness.vm.ssh_command import CommandResult
 GUEST_ROOT = "/opt/vfio-harness"
 DIGEST_FILE = ".digest"
 # The packages that run in guests, and the top-level modules they import (harness.uapi needs
-# harness.closing; harness/__init__.py imports nothing).
-GUEST_PACKAGES = ("uapi", "mdev", "refdev")
+# harness.closing; harness/__init__.py imports nothing). harness.nested drives a nested QEMU
+# from inside the guest (tests/vm/test_nested.py).
+GUEST_PACKAGES = ("uapi", "mdev", "refdev", "nested")
 GUEST_MODULES = ("__init__.py", "closing.py")
 # The guest side of the pytest plugin. Its package __init__ is replaced by a stub: the host
 # plugin's __init__ registers host fixtures, which a guest has no use for.

@@ -189,11 +189,15 @@ def recipe_dir() -> Path:
 
 
 def resolve_recipe(recipe: Recipe | Path | str) -> Recipe:
-    """A Recipe as is; a path to a .toml file; or a bare name of a recipe in recipe_dir()."""
+    """A Recipe as is; a path to a .toml file; or a bare name of a recipe in recipe_dir() or,
+    failing that, in one of its subdirectories (recipes kept out of `--kernel all`, such as
+    nested/bookworm-nested.toml: an image built from one is found again by its name)."""
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, str) and not recipe.endswith(".toml") and "/" not in recipe:
-        return load_recipe(recipe_dir() / f"{recipe}.toml")
+        top = recipe_dir() / f"{recipe}.toml"
+        below = sorted(recipe_dir().glob(f"*/{recipe}.toml"))
+        return load_recipe(below[0] if not top.exists() and len(below) == 1 else top)
     return load_recipe(Path(recipe))
 
 

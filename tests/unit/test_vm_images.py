@@ -520,6 +520,22 @@ def test_recipe_names_resolve_in_the_recipe_dir(
         images.resolve_recipe("absent")
 
 
+def test_a_name_also_resolves_in_a_subdirectory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert images.resolve_recipe("bookworm-nested").packages[-1] == "qemu-system-x86"
+    monkeypatch.setenv(images.RECIPE_DIR_ENV, str(tmp_path))
+    text = (RECIPE_DIR / "bookworm.toml").read_text()
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "bookworm.toml").write_text(text)
+    # Two candidates below and none on top: ambiguous, so the top-level name is reported.
+    with pytest.raises(RecipeError, match=rf"{tmp_path}/bookworm\.toml"):
+        images.resolve_recipe("bookworm")
+    (tmp_path / "b" / "bookworm.toml").unlink()
+    assert images.resolve_recipe("bookworm").name == "bookworm"
+
+
 def test_only_the_newest_images_of_a_recipe_are_kept(tmp_path: Path) -> None:
     from harness.vm.images import superseded_images
     from harness.vm.manifest import MANIFEST_NAME
