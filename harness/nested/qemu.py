@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,7 @@ class L1Spec:
     trace_events: Sequence[str] = TRACE_EVENTS
     qemu_binary: str = QEMU_BINARY
     extra_args: Sequence[str] = field(default_factory=tuple)
+    accelerator: Literal["kvm", "tcg"] = "tcg"
 
     @property
     def qtest_socket(self) -> Path:
@@ -84,7 +86,8 @@ class L1Spec:
 
 def qemu_command(spec: L1Spec) -> list[str]:
     """L1's QEMU argv for `spec`."""
-    argv = [spec.qemu_binary, "-machine", "q35", "-accel", "tcg", "-smp", "1"]
+    accel = ["-accel", "kvm", "-cpu", "host"] if spec.accelerator == "kvm" else ["-accel", "tcg"]
+    argv = [spec.qemu_binary, "-machine", "q35", *accel, "-smp", "1"]
     argv += ["-m", f"{spec.memory_mib}M", "-nodefaults", "-no-user-config", "-display", "none"]
     argv += [
         "-chardev",
@@ -113,6 +116,20 @@ def qemu_command(spec: L1Spec) -> list[str]:
     argv += ["-D", str(spec.trace_log)]
     argv += list(spec.extra_args)
     return argv
+
+
+def l1_accelerator(
+    dev_kvm: str = "/dev/kvm", cpuinfo: str = "/proc/cpuinfo"
+) -> Literal["kvm", "tcg"]:
+    """kvm when this machine (L1) can run KVM guests itself, i.e. the host gave it nested
+    virtualization: /dev/kvm usable and a vmx/svm flag; else tcg (the same rule as the host's)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            flags = handle.read()
+    except OSError:
+        return "tcg"
+    usable = os.access(dev_kvm, os.R_OK | os.W_OK)
+    return "kvm" if usable and re.search(r"\b(?:vmx|svm)\b", flags) else "tcg"
 
 
 def qemu_version(binary: str = QEMU_BINARY) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.mdev import MdevSysfs
 from harness.nested.checks import Results
-from harness.nested.qemu import L1Qemu, L1Spec, Mode, qemu_version
+from harness.nested.qemu import L1Qemu, L1Spec, Mode, l1_accelerator, qemu_version
 from harness.nested.qtest_machine import QtestMachine
 from harness.nested.scenario import Scenario
 from harness.nested.steps import run_steps
@@ -89,7 +89,12 @@ def run_variant(
     machine: Any = None
     try:
         mode: Mode = "qtest" if variant == "qtest" else "boot"
-        options = {"memory_mib": QTEST_MEMORY_MIB, **(spec_options or {})}
+        options = {
+            "memory_mib": QTEST_MEMORY_MIB,
+            "accelerator": l1_accelerator(),
+            **(spec_options or {}),
+        }
+        report["l1_qemu_accelerator"] = options["accelerator"]
         spec = L1Spec(mdev=f"/sys/bus/mdev/devices/{uuid}", workdir=workdir, mode=mode, **options)
         qemu = L1Qemu(spec)
         report["qemu_argv"] = qemu.argv

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.nested.l2 import kernel_command_line
-from harness.nested.qemu import L1Spec, qemu_command
+from harness.nested.qemu import L1Spec, l1_accelerator, qemu_command
 from harness.nested.qmp_lite import QmpError, parse_message
 
 MDEV = "/sys/bus/mdev/devices/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
@@ -61,3 +61,17 @@ def test_qmp_messages_parse() -> None:
         parse_message("{oops")
     with pytest.raises(QmpError, match="non-object"):
         parse_message("[1]")
+
+
+def test_l1_runs_l2_under_kvm_only_with_nested_virtualization(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    kvm = tmp_path / "kvm"
+    kvm.write_text("")
+    cpuinfo.write_text("flags\t\t: fpu vme de pse tsc msr pae vmx ept\n")
+    assert l1_accelerator(str(kvm), str(cpuinfo)) == "kvm"
+    cpuinfo.write_text("flags\t\t: fpu vme de pse tsc msr pae\n")  # TCG's L1: no vmx/svm
+    assert l1_accelerator(str(kvm), str(cpuinfo)) == "tcg"
+    assert l1_accelerator(str(tmp_path / "no-kvm"), str(cpuinfo)) == "tcg"
+    argv = qemu_command(L1Spec(MDEV, Path("/w"), "qtest", accelerator="kvm"))
+    assert argv[argv.index("-accel") + 1 : argv.index("-accel") + 4] == ["kvm", "-cpu", "host"]
+    assert "tcg" in qemu_command(L1Spec(MDEV, Path("/w"), "qtest"))
