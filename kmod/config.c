@@ -5,6 +5,9 @@
  * Every byte has a value and a mask of the bits user space may change; a write of any size
  * merges its bytes through that mask. BAR sizing falls out of it: a BAR's writable bits are
  * its address bits, so writing all ones reads back the size mask with the flag bits.
+ * PCI_STATUS_INTERRUPT is live: set while the INTx line is asserted (MSI off), whether or not
+ * the command register disables INTx, so that a guest driver sharing the line can tell
+ * whether the interrupt is ours.
  */
 #include <linux/pci_regs.h>
 #include <linux/string.h>
@@ -111,6 +114,8 @@ ssize_t hmdev_config_rw(struct hmdev_state *s, char *buf, size_t count, loff_t p
 		return -EINVAL;
 	if (!write) {
 		memcpy(buf, &s->config[pos], count);
+		if (pos <= PCI_STATUS && PCI_STATUS < pos + count && hmdev_irq_intx_pending(s))
+			buf[PCI_STATUS - pos] |= PCI_STATUS_INTERRUPT;
 		return count;
 	}
 	for (i = 0; i < count; i++) {

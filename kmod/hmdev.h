@@ -153,6 +153,7 @@ int hmdev_mem_region_info(struct hmdev_state *s, struct vfio_region_info *info,
 int hmdev_set_irqs(struct hmdev_state *s, struct vfio_irq_set *hdr, void *data);
 void hmdev_irq_raise(struct hmdev_state *s, u32 status_bits);	/* after IRQ_STATUS |= */
 void hmdev_irq_update(struct hmdev_state *s);	/* INTx line after STATUS/MASK/command change */
+bool hmdev_irq_intx_pending(const struct hmdev_state *s);	/* PCI_STATUS_INTERRUPT */
 void hmdev_irq_signal(struct hmdev_state *s, unsigned int index);
 void hmdev_irq_clear_pending(struct hmdev_state *s);	/* reset: INTx unmasked */
 void hmdev_irq_release_all(struct hmdev_state *s);

@@ -31,6 +31,11 @@ static bool hmdev_line_asserted(const struct hmdev_state *s)
 	       hmdev_reg_read32(s, HMDEV_REG_IRQ_MASK);
 }
 
+bool hmdev_irq_intx_pending(const struct hmdev_state *s)
+{
+	return !hmdev_config_msi_enabled(s) && hmdev_line_asserted(s);
+}
+
 void hmdev_irq_update(struct hmdev_state *s)
 {
 	struct hmdev_irq *intx = &s->irqs[VFIO_PCI_INTX_IRQ_INDEX];

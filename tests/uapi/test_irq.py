@@ -268,6 +268,29 @@ def test_intx_disabled_in_command(ref: RefDevice, opened: OpenDevice, eventfd: E
 
 
 @pytest.mark.refdev
+def test_status_interrupt_bit_follows_the_line(ref: RefDevice, opened: OpenDevice) -> None:
+    """PCI_STATUS_INTERRUPT: set while INTx is asserted, INTx disable or not; never under MSI."""
+
+    def pending() -> bool:
+        return bool(ref.config.read_int(pci.STATUS, 2) & pci.STATUS_INTERRUPT)
+
+    assert not pending()
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert not pending(), "set for a source masked in the device"
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    assert pending(), "not set with the line asserted"
+    ref.config.write_int(pci.COMMAND, 2, ref.config.read_int(pci.COMMAND, 2) | 0x400)
+    assert pending(), "INTx disable must not hide the status"
+    assert ref.config.read_int(pci.STATUS - 2, 4) >> 16 & pci.STATUS_INTERRUPT, "dword read"
+    ref.write32(r.REG_IRQ_STATUS, r.IRQ_SOFTWARE)  # W1C: the line drops
+    assert not pending()
+    with EventFd() as msi_fd:
+        opened.device.irq(v.VFIO_PCI_MSI_IRQ_INDEX).attach_eventfds([msi_fd.fd])
+        ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+        assert not pending(), "set while MSI is enabled"
+
+
+@pytest.mark.refdev
 def test_intx_on_dma_done(ref: RefDevice, opened: OpenDevice, eventfd: EventFd) -> None:
     opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX).attach_eventfds([eventfd.fd])
     ref.write32(r.REG_IRQ_MASK, r.IRQ_DMA_DONE)
