@@ -144,8 +144,14 @@ def apply_findings(reports: Sequence[pytest.TestReport], findings: Sequence[Find
     """
     if not findings or not reports:
         return
-    known = [(f, issue) for f in findings if (issue := known_issue_of(f)) is not None]
-    unknown = [f for f in findings if known_issue_of(f) is None]
+    known: list[tuple[Finding, KnownIssue]] = []
+    unknown: list[Finding] = []
+    for finding in findings:
+        issue = known_issue_of(finding)
+        if issue is None:
+            unknown.append(finding)
+        else:
+            known.append((finding, issue))
     by_when = {report.when: report for report in reports}
     target = by_when.get("call") or by_when.get("setup") or reports[0]
     if known:
