@@ -4,10 +4,11 @@ errors (EINVAL, EEXIST, ENOSPC), many devices at once, and concurrent opens."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -157,28 +158,30 @@ def test_concurrent_opens(mdev_type: MdevType, make_mdev: MakeMdev, iommu_mode: 
     assert not errors, errors
 
 
-def test_two_device_fds_from_one_group(mdev: MdevDevice) -> None:
+@contextlib.contextmanager
+def two_device_fds(mdev: MdevDevice) -> Iterator[tuple[Device, Device]]:
+    """Two fds of the device from its group (type1 mode: only the group path allows that)."""
     util.require_mode(IommuMode.TYPE1)
     assert mdev.iommu_group is not None
     with Container.open() as container, Group.open(mdev.iommu_group) as group:
         group.set_container(container)
         container.set_iommu()
         with group.open_device(mdev.uuid) as first, group.open_device(mdev.uuid) as second:
-            first.close()  # the device stays open through the other fd
-            assert second.info().num_regions > 0
+            yield first, second
+
+
+def test_two_device_fds_from_one_group(mdev: MdevDevice) -> None:
+    with two_device_fds(mdev) as (first, second):
+        first.close()  # the device stays open through the other fd
+        assert second.info().num_regions > 0
 
 
 @pytest.mark.refdev
 def test_two_device_fds_share_the_device(mdev: MdevDevice) -> None:
-    util.require_mode(IommuMode.TYPE1)
-    assert mdev.iommu_group is not None
-    with Container.open() as container, Group.open(mdev.iommu_group) as group:
-        group.set_container(container)
-        container.set_iommu()
-        with group.open_device(mdev.uuid) as first, group.open_device(mdev.uuid) as second:
-            RefDevice(first).write32(r.REG_SCRATCH0, 0x5A5A)
-            # The second open does not reset what the first one set up.
-            assert RefDevice(second).read32(r.REG_SCRATCH0) == 0x5A5A
+    with two_device_fds(mdev) as (first, second):
+        RefDevice(first).write32(r.REG_SCRATCH0, 0x5A5A)
+        # The second open does not reset what the first one set up.
+        assert RefDevice(second).read32(r.REG_SCRATCH0) == 0x5A5A
 
 
 def test_second_cdev_bind_refused(mdev: MdevDevice) -> None:

@@ -79,6 +79,16 @@ def data_fds() -> Iterator[list[MigrationDataFd]]:
             fd.close()
 
 
+@contextlib.contextmanager
+def data_fd(mig: Migration, state: MigState) -> Iterator[MigrationDataFd]:
+    """The data fd of an arc that must open one, closed afterwards."""
+    with data_fds() as fds:
+        fd = mig.set_state(state)
+        assert fd is not None, f"no data fd for {state.name}"
+        fds.append(fd)
+        yield fd
+
+
 def test_migration_flags(opened: OpenDevice) -> None:
     _, flags = migration(opened)
     assert flags & v.VFIO_MIGRATION_STOP_COPY, f"migration flags {flags:#x}"
@@ -128,10 +138,7 @@ def test_set_invalid_state(opened: OpenDevice, state: int) -> None:
 
 def test_resuming_empty_stream_refused(opened: OpenDevice) -> None:
     mig, _ = migration(opened)
-    with data_fds() as fds:
-        fd = mig.set_state(MigState.RESUMING)
-        assert fd is not None
-        fds.append(fd)
+    with data_fd(mig, MigState.RESUMING):
         with raises_errno(errno.EINVAL):  # an incomplete stream must fail the arc
             mig.set_state(MigState.STOP)
         assert mig.state() in (MigState.RESUMING, MigState.ERROR)
@@ -199,10 +206,7 @@ def test_dma_logging_unsupported(opened: OpenDevice) -> None:
 
 
 def save(mig: Migration) -> bytes:
-    with data_fds() as fds:
-        fd = mig.set_state(MigState.STOP_COPY)
-        assert fd is not None
-        fds.append(fd)
+    with data_fd(mig, MigState.STOP_COPY) as fd:
         data = fd.read_all()
         mig.set_state(MigState.STOP)
     return data
@@ -210,10 +214,7 @@ def save(mig: Migration) -> bytes:
 
 def restore(mig: Migration, data: bytes) -> None:
     mig.set_state(MigState.STOP)
-    with data_fds() as fds:
-        fd = mig.set_state(MigState.RESUMING)
-        assert fd is not None
-        fds.append(fd)
+    with data_fd(mig, MigState.RESUMING) as fd:
         fd.write_all(data)
         mig.set_state(MigState.STOP)
     mig.set_state(MigState.RUNNING)
@@ -270,10 +271,7 @@ def test_corrupt_stream_refused(opened: OpenDevice, target: OpenDevice) -> None:
 @pytest.mark.refdev
 def test_data_fd_after_session_end(opened: OpenDevice) -> None:
     mig = Migration(opened.device)
-    with data_fds() as fds:
-        fd = mig.set_state(MigState.STOP_COPY)
-        assert fd is not None
-        fds.append(fd)
+    with data_fd(mig, MigState.STOP_COPY) as fd:
         mig.set_state(MigState.STOP)
         with raises_errno(errno.ENODEV):
             fd.read_all()
@@ -282,9 +280,5 @@ def test_data_fd_after_session_end(opened: OpenDevice) -> None:
 @pytest.mark.refdev
 def test_data_fd_not_seekable(opened: OpenDevice) -> None:
     mig = Migration(opened.device)
-    with data_fds() as fds:
-        fd = mig.set_state(MigState.STOP_COPY)
-        assert fd is not None
-        fds.append(fd)
-        with raises_errno(errno.ESPIPE):
-            os.pread(fd.fd, 16, 0)
+    with data_fd(mig, MigState.STOP_COPY) as fd, raises_errno(errno.ESPIPE):
+        os.pread(fd.fd, 16, 0)
