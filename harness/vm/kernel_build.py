@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -145,8 +144,18 @@ def debian_kernel_tree(
                 progress(f"kernel source: extracting {tarballs[0].name}")
                 scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
                 try:
-                    with tarfile.open(tarballs[0]) as tar:
-                        tar.extractall(scratch, filter="tar")
+                    # GNU tar: faster than tarfile on ~80k files, and on every Python
+                    # (tarfile's extraction filters arrived in 3.11.4; Debian 12 has 3.11.2).
+                    untar = subprocess.run(
+                        ["tar", "-xf", str(tarballs[0]), "-C", str(scratch), "--no-same-owner"],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if untar.returncode != 0:
+                        raise KernelBuildError(
+                            f"extracting {tarballs[0]} failed: {untar.stderr.strip()[-500:]}"
+                        )
                     scratch.chmod(0o755)
                     scratch.rename(final)
                 finally:

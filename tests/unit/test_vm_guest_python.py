@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 from harness.vm.guest_python import harness_tarball
+from tests.unit.tar_util import extract_all
 
 # Imports every module of the tree from `root` alone: -I -S leaves only the standard library on
 # sys.path besides it, so a module importing anything else fails here as it would in a guest.
@@ -89,7 +90,7 @@ def test_the_tarball_is_reproducible() -> None:
 
 def test_the_tree_imports_with_the_standard_library_alone(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(harness_tarball())) as archive:
-        archive.extractall(tmp_path, filter="data")
+        extract_all(archive, tmp_path)
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", IMPORT_ALL, str(tmp_path), *NEEDS_PYTEST],
         capture_output=True,
@@ -102,7 +103,7 @@ def test_the_tree_imports_with_the_standard_library_alone(tmp_path: Path) -> Non
 
 def test_the_guest_runner_imports_with_pytest_alone(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(harness_tarball())) as archive:
-        archive.extractall(tmp_path, filter="data")
+        extract_all(archive, tmp_path)
     result = subprocess.run(
         [sys.executable, "-I", "-c", IMPORT_WITH_PYTEST, str(tmp_path), *NEEDS_PYTEST],
         capture_output=True,

@@ -19,6 +19,7 @@ import pytest
 
 from harness.vm.run_dir import LOCK_NAME, QEMU_PIDFILE, RunDir, sweep_stale_runs
 from harness.vm.watchdog import Watchdog
+from tests.processes import SAFETY_TIMEOUT_S, alive, as_foreground_job, wait_exited
 
 
 def fake_qemu(run_dir: Path) -> subprocess.Popen[bytes]:
@@ -28,7 +29,7 @@ def fake_qemu(run_dir: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def gone(process: subprocess.Popen[bytes], within: float = 10.0) -> bool:
+def gone(process: subprocess.Popen[bytes], within: float = SAFETY_TIMEOUT_S) -> bool:
     try:
         process.wait(timeout=within)
     except subprocess.TimeoutExpired:
@@ -144,8 +145,8 @@ LAUNCHER = textwrap.dedent(
         qemu = subprocess.Popen(["sh", "-c", f"sleep 300; : {run.path}"],
                                 start_new_session=True)
         (run.path / QEMU_PIDFILE).write_text(str(qemu.pid))
-        Watchdog.start(qemu.pid, run.path, run.lock_fd)
-        print(qemu.pid, run.path, flush=True)
+        watchdog = Watchdog.start(qemu.pid, run.path, run.lock_fd)
+        print(qemu.pid, watchdog.process.pid, run.path, flush=True)
 
     # From a thread that then exits: unlike PR_SET_PDEATHSIG, the watchdog does not care.
     thread = threading.Thread(target=start)
@@ -159,32 +160,23 @@ LAUNCHER = textwrap.dedent(
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_launcher_death_kills_qemu_and_removes_the_run_dir(tmp_path: Path, how: int) -> None:
     launcher = subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, str(tmp_path)],
+        as_foreground_job([sys.executable, "-c", LAUNCHER, str(tmp_path)]),
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert launcher.stdout is not None
-    pid_text, run_path = launcher.stdout.readline().split()
-    qemu_pid = int(pid_text)
+    qemu_text, watchdog_text, run_path = launcher.stdout.readline().split()
+    qemu_pid, watchdog_pid = int(qemu_text), int(watchdog_text)
     try:
         launcher.send_signal(how)
-        launcher.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (Path(run_path).exists() or _alive(qemu_pid)):
-            time.sleep(0.05)
-        assert not _alive(qemu_pid), "the fake QEMU outlived its launcher"
+        launcher.wait(timeout=SAFETY_TIMEOUT_S)
+        # The watchdog exits once it has killed QEMU and removed the directory.
+        assert wait_exited(watchdog_pid), "the watchdog never finished"
+        assert not alive(qemu_pid), "the fake QEMU outlived its launcher"
         assert not Path(run_path).exists(), "the run directory outlived its launcher"
     finally:
-        if _alive(qemu_pid):
+        if alive(qemu_pid):
             os.killpg(qemu_pid, signal.SIGKILL)
         launcher.kill()
         launcher.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.plugin.policy import vm_unavailable
+from tests.processes import SAFETY_TIMEOUT_S, alive, as_foreground_job, pids_naming, wait_exited
 
 pytestmark = pytest.mark.vm
 
@@ -67,7 +68,12 @@ def _inner(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], Path]:
     env = {**os.environ, "FIXTURE_OUT": str(out), "HARNESS_VM_IMAGES": str(RECIPES)}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        as_foreground_job(command),  # a SIGINT is then a Ctrl-C, however we were started
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     return process, out
 
@@ -76,24 +82,30 @@ def _notes(out: Path) -> list[list[str]]:
     return [line.split() for f in sorted(out.iterdir()) for line in f.read_text().splitlines()]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _assert_gone(notes: list[list[str]], within: float = 15.0) -> None:
+def _assert_gone(notes: list[list[str]], watchdogs: set[int] | None = None) -> None:
+    """Each VM's watchdog exits last, after a normal close (told to stand down) or after it
+    has killed QEMU and removed the run directory itself: nothing may be left after that."""
     qemus = {int(n[3]) for n in notes}
     run_dirs = {Path(n[4]) for n in notes}
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not any(map(_alive, qemus)) and not any(d.exists() for d in run_dirs):
-            return
-        time.sleep(0.1)
-    assert not [p for p in qemus if _alive(p)], "QEMU processes left behind"
+    for watchdog in watchdogs if watchdogs is not None else _watchdogs_of(run_dirs):
+        assert wait_exited(watchdog), f"the watchdog {watchdog} never finished"
+    assert not [p for p in qemus if alive(p)], "QEMU processes left behind"
     assert not [d for d in run_dirs if d.exists()], "run directories left behind"
+
+
+def _watchdogs_of(run_dirs: set[Path]) -> set[int]:
+    return {pid for run_dir in run_dirs for pid in _watchdogs(run_dir)}
+
+
+def _watchdogs(run_dir: Path) -> list[int]:
+    return [pid for pid in pids_naming(str(run_dir)) if b"watchdog" in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def test_one_vm_per_xdist_worker(tmp_path: Path) -> None:
@@ -132,11 +144,15 @@ def test_interrupted_runs_leave_nothing(
                 pytest.fail(f"the inner run ended early:\n{_output(process)}", pytrace=False)
             assert time.monotonic() < deadline, "the inner test never got its VM"
             time.sleep(0.1)
-        time.sleep(0.2)
         notes = _notes(out)
-        assert _alive(int(notes[0][3]))
+        assert alive(int(notes[0][3]))
+        watchdogs = _watchdogs_of({Path(n[4]) for n in notes})
+        assert watchdogs, "no watchdog found for the inner test's VM"
         os.kill(process.pid if victim == "pytest" else int(notes[0][2]), how)
-        _assert_gone(notes)
+        if how == signal.SIGINT:  # pytest stops the test, tears its VM down and exits
+            process.wait(timeout=SAFETY_TIMEOUT_S)
+            assert process.returncode == pytest.ExitCode.INTERRUPTED, _output(process)
+        _assert_gone(notes, watchdogs)
     finally:
         process.kill()
         process.wait()
