@@ -16,20 +16,15 @@ also $HOME, so a user's configuration or checkout never changes the verdict.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import shutil
 import subprocess
-import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import cache_dir
-from harness.debian import AptArchive, unpacked_package
-from harness.debian.mirror import host_codename
+from harness.debian import linux_source
+from harness.debian.linux_source import LinuxSourceError
 from harness.kmod.checkpatch_report import (
     CheckpatchOutputError,
     CheckpatchReport,
@@ -37,8 +32,6 @@ from harness.kmod.checkpatch_report import (
 )
 from harness.vm.images import Progress, stderr_progress
 
-# Debian release -> the linux-source package of its kernel series.
-LINUX_SOURCE_PACKAGES = {"bookworm": "linux-source-6.1", "trixie": "linux-source-6.12"}
 SCRIPT_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch")
 RUN_TIMEOUT_SECONDS = 300
 _FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -62,88 +55,27 @@ class Checkpatch:
 
 def source_package_for(suite: str | None) -> tuple[str, str]:
     """(suite, linux-source package): `suite`, or the host's Debian release."""
-    chosen = suite or host_codename()
-    if chosen not in LINUX_SOURCE_PACKAGES:
-        known = ", ".join(LINUX_SOURCE_PACKAGES)
-        raise CheckpatchError(
-            f"no linux-source package known for Debian {chosen or '(unknown host release)'}: "
-            f"pass one of {known} as the suite to take checkpatch from"
-        )
-    return chosen, LINUX_SOURCE_PACKAGES[chosen]
+    try:
+        return linux_source.source_package_for(suite)
+    except LinuxSourceError as exc:
+        raise CheckpatchError(f"{exc} as the suite to take checkpatch from") from None
 
 
 def fetch_checkpatch(
     suite: str | None = None, *, mirror: str | None = None, progress: Progress = stderr_progress
 ) -> Checkpatch:
-    """checkpatch.pl from the cache, extracted from linux-source first if it is not there.
-
-    A warm call asks apt (offline while its lists are fresh) for the candidate version only.
-    """
-    chosen, package = source_package_for(suite)
-    archive = AptArchive([chosen], mirror)
-    version = archive.candidate_version(package, chosen)
-    entry = cache_dir("checkpatch") / f"{package}_{version.replace(':', '%3a')}"
-    found = Checkpatch(entry / "scripts" / SCRIPT_FILES[0], package, version, chosen)
-    if entry.is_dir():
-        return found
-    with _locked(entry):
-        if entry.is_dir():
-            return found
-        progress(f"checkpatch: fetching {package} {version} from Debian {chosen} ...")
-        unpacked = unpacked_package(package, chosen, archive=archive)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
-        try:
-            extract_scripts(_source_tarball(unpacked, package), scratch / "scripts")
-            scratch.chmod(0o755)
-            scratch.rename(entry)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        progress(f"checkpatch: {found.script}")
-    return found
-
-
-def _source_tarball(unpacked: Path, package: str) -> Path:
-    tarballs = sorted((unpacked / "usr" / "src").glob("linux-source-*.tar.xz"))
-    if len(tarballs) != 1:
-        raise CheckpatchError(
-            f"{package} unpacked in {unpacked} holds {len(tarballs)} linux-source-*.tar.xz "
-            "files, expected one: delete that directory to fetch the package again"
-        )
-    return tarballs[0]
-
-
-def extract_scripts(tarball: Path, dest: Path) -> None:
-    """Copy SCRIPT_FILES out of `tarball`'s <top>/scripts/, streaming, stopping once found."""
-    wanted = {f"scripts/{name}": name for name in SCRIPT_FILES}
-    dest.mkdir(parents=True, exist_ok=True)
+    """checkpatch.pl and the files it reads, from the cache (extracted from linux-source on
+    first use, harness.debian.linux_source)."""
+    chosen, _ = source_package_for(suite)
+    members = {f"scripts/{name}": f"scripts/{name}" for name in SCRIPT_FILES}
     try:
-        with tarfile.open(tarball, mode="r|xz") as archive:
-            for member in archive:
-                name = wanted.get(member.name.partition("/")[2])
-                if name is None or not member.isfile():
-                    continue
-                source = archive.extractfile(member)
-                if source is None:
-                    continue
-                # Only the bytes are taken: the name is ours, no path from the archive is used.
-                (dest / name).write_bytes(source.read())
-                del wanted[member.name.partition("/")[2]]
-                if not wanted:
-                    break
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise CheckpatchError(
-            f"cannot read {tarball} ({err}): delete it to fetch the package again"
-        ) from err
-    if wanted:
-        raise CheckpatchError(f"{tarball} has no {', '.join(sorted(wanted))}")
-    (dest / SCRIPT_FILES[0]).chmod(0o755)
-
-
-@contextlib.contextmanager
-def _locked(entry: Path) -> Iterator[None]:
-    with entry.with_name(f".{entry.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield
+        entry = linux_source.source_files(
+            "checkpatch", chosen, members, mirror=mirror, progress=progress
+        )
+    except LinuxSourceError as exc:
+        raise CheckpatchError(str(exc)) from None
+    return Checkpatch(entry.path / "scripts" / SCRIPT_FILES[0], entry.package, entry.version,
+                      entry.suite)  # fmt: skip
 
 
 def checkpatch_argv(

@@ -4,8 +4,6 @@ parser. The fetch is real (cached after the first run); a failed fetch is a test
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,6 @@ from harness.kmod.checkpatch import (
     Checkpatch,
     CheckpatchError,
     checkpatch_argv,
-    extract_scripts,
     run_checkpatch,
     source_package_for,
 )
@@ -161,32 +158,6 @@ def test_argv_is_file_mode_without_a_tree() -> None:
     assert {"--no-tree", "--file", "--strict", "--summary-file", "--ignore=X,Y"} <= set(argv)
     assert argv[-1] == "/k/a.c"
     assert "--strict" not in checkpatch_argv(Path("/c/checkpatch.pl"), ["a.c"], strict=False)
-
-
-def test_only_the_wanted_scripts_are_extracted(tmp_path: Path) -> None:
-    tarball = tmp_path / "linux-source-9.9.tar.xz"
-    with tarfile.open(tarball, "w:xz") as archive:
-        for name, data in {
-            "linux-source-9.9/Makefile": b"all:\n",
-            "linux-source-9.9/scripts/checkpatch.pl": b"#!/usr/bin/perl\n",
-            "linux-source-9.9/scripts/spelling.txt": b"recieve||receive\n",
-            "linux-source-9.9/scripts/const_structs.checkpatch": b"file_operations\n",
-            "linux-source-9.9/scripts/get_maintainer.pl": b"\n",
-        }.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    extract_scripts(tarball, tmp_path / "out")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "checkpatch.pl",
-        "const_structs.checkpatch",
-        "spelling.txt",
-    ]
-    assert (tmp_path / "out" / "checkpatch.pl").stat().st_mode & 0o111
-    with tarfile.open(tmp_path / "empty.tar.xz", "w:xz"):
-        pass
-    with pytest.raises(CheckpatchError, match=r"has no scripts/checkpatch\.pl"):
-        extract_scripts(tmp_path / "empty.tar.xz", tmp_path / "out2")
 
 
 SAMPLE = """\
