@@ -15,6 +15,7 @@ from harness import __version__
 from harness.cli_errors import UserError
 from harness.commands import kmod as kmod_commands
 from harness.commands import mdev as mdev_commands
+from harness.commands import paths as paths_commands
 from harness.commands import run as run_commands
 from harness.commands import uapi as uapi_commands
 from harness.commands import vm as vm_commands
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     kmod_commands.register(commands)
     uapi_commands.register(commands)
     vm_commands.register(commands)
+    paths_commands.register(commands)
     return parser
 
 

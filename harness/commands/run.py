@@ -2,7 +2,7 @@
 """`vfio-harness run`: the conformance suite, end to end, with reports.
 
 It builds or reuses each kernel's image and our module first (with progress), then runs
-pytest over the suite (tests/uapi of the checkout, or $HARNESS_SUITE) with the plugin: every
+pytest over the suite (tests/uapi: harness.resources finds it) with the plugin: every
 test runs in a guest of each --kernel (or on this host with --target local), and the results
 land in a reports directory: JUnit XML, KTAP, and the console log of every VM.
 
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cli_errors import UserError
+from harness.commands.child import run_to_end
 
 if TYPE_CHECKING:
     from harness.plugin.kernels import KernelChoice
@@ -87,22 +87,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.set_defaults(handler=run_suite)
 
 
-def checkout_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def suite_dir() -> Path:
-    """$HARNESS_SUITE, else tests/uapi next to the harness sources or in this directory."""
-    explicit = os.environ.get(SUITE_ENV)
-    candidates = [Path(explicit)] if explicit else []
-    candidates += [checkout_root() / "tests" / "uapi", Path.cwd() / "tests" / "uapi"]
-    for candidate in candidates:
-        if (candidate / "conftest.py").is_file():
-            return candidate.resolve()
-    raise UserError(
-        f"no conformance suite (tests/uapi/conftest.py) next to the harness sources or in "
-        f"{Path.cwd()}: run from the vfio-harness checkout or set {SUITE_ENV}"
-    )
+    """The suite: $HARNESS_SUITE, the installed package's copy or the checkout's tests/uapi."""
+    from harness.resources import SUITE, ResourceNotFoundError
+
+    try:
+        return SUITE.locate().path
+    except ResourceNotFoundError as exc:
+        raise UserError(str(exc)) from None
+
+
+def suite_rootdir(suite: Path) -> Path:
+    """pytest's rootdir for the suite: the directory its tests/ package is in (a checkout, or
+    the package's bundle), so test ids read tests/uapi/... wherever the suite comes from."""
+    return suite.parents[1]
 
 
 def _progress(line: str) -> None:
@@ -190,6 +188,7 @@ def pytest_command(
     args: argparse.Namespace, suite: Path, reports: Path, kernels: str = DEFAULT_KERNEL
 ) -> list[str]:
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider"]
+    command += [f"--rootdir={suite_rootdir(suite)}", f"--guest-suite={suite}"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
     command.append(f"--target={args.target}")
     if args.target == "vm":
@@ -221,10 +220,6 @@ def check_options(args: argparse.Namespace) -> None:
 def run_suite(args: argparse.Namespace) -> int:
     check_options(args)
     suite = suite_dir()
-    checkout = suite.parents[1]
-    # Recipes and our driver's source come from the suite's checkout (not package data).
-    os.environ.setdefault("HARNESS_VM_IMAGES", str(checkout / "vm_images"))
-    os.environ.setdefault("HARNESS_KMOD_SRC", str(checkout / "kmod"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
     consoles = reports / "consoles"
@@ -248,16 +243,17 @@ def run_suite(args: argparse.Namespace) -> int:
     # pytest boots the recipe kernels built above as they are (no second make).
     env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(builds)}
     started = time.monotonic()
-    # pytest runs from the checkout the suite is in: its rootdir, recipes and markers.
-    result = subprocess.run(
-        pytest_command(args, suite, reports, kernels), cwd=checkout, env=env, check=False
+    # pytest runs where the suite's rootdir is, so that test paths after -- read the same
+    # (tests/uapi/test_x.py) from a checkout and from the installed package.
+    status = run_to_end(
+        pytest_command(args, suite, reports, kernels), cwd=suite_rootdir(suite), env=env
     )
     print(
-        f"\nvfio-harness run: pytest exited {result.returncode} after "
+        f"\nvfio-harness run: pytest exited {status} after "
         f"{time.monotonic() - started:.0f} s\n"
         f"  JUnit XML: {reports / 'junit.xml'}\n"
         f"  KTAP:      {reports / 'results.ktap'}\n"
         f"  consoles:  {consoles} (one log per VM)",
         flush=True,
     )
-    return result.returncode
+    return status

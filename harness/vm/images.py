@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from harness.cache import cache_dir, entry_lock
 from harness.debian import DebianMirror, debian_mirror
+from harness.resources import RECIPES, ResourceNotFoundError
 from harness.vm.initrd import build_initrd
 from harness.vm.kernel_extract import extract_vmlinux
 from harness.vm.manifest import MANIFEST_NAME, ImageManifest, ManifestError, disk_usage
@@ -46,7 +46,7 @@ Progress = Callable[[str], None]
 BuildFunction = Callable[[Recipe, str, DebianMirror, Path, Progress], "ImageManifest"]
 GUEST_INIT_PACKAGE = "harness.vm.guest_init"
 GUEST_INIT_FILES = ("customize.sh", "harness_init.sh", "initrd_init.sh", "power.sh")
-RECIPE_DIR_ENV = "HARNESS_VM_IMAGES"
+RECIPE_DIR_ENV = RECIPES.env
 
 
 class ImageBuildError(RuntimeError):
@@ -171,21 +171,12 @@ def superseded_images(root: Path, name: str, keep: int) -> list[Path]:
 
 
 def recipe_dir() -> Path:
-    """$HARNESS_VM_IMAGES, else vm_images/ of the source checkout, else of the current directory.
-
-    The recipes are not package data: an installed harness (tox's wheel) finds them in the
-    checkout it is run from.
-    """
-    explicit = os.environ.get(RECIPE_DIR_ENV)
-    if explicit:
-        return Path(explicit)
-    for candidate in (Path(__file__).resolve().parents[2] / "vm_images", Path.cwd() / "vm_images"):
-        if candidate.is_dir():
-            return candidate
-    raise ImageBuildError(
-        f"no vm_images/ directory next to the harness sources or in {Path.cwd()}: run from the "
-        f"vfio-harness checkout, set {RECIPE_DIR_ENV}, or pass a recipe file"
-    )
+    """The image recipes: $HARNESS_VM_IMAGES, the installed package's copy or the checkout's
+    vm_images/ (harness.resources)."""
+    try:
+        return RECIPES.locate().path
+    except ResourceNotFoundError as exc:
+        raise ImageBuildError(str(exc)) from None
 
 
 def resolve_recipe(recipe: Recipe | Path | str) -> Recipe:

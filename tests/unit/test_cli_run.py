@@ -30,6 +30,8 @@ def test_the_default_command() -> None:
         str(SUITE),
         "-p",
         "no:cacheprovider",
+        "--rootdir=/checkout",  # test ids read tests/uapi/..., from a checkout or the package
+        "--guest-suite=/checkout/tests/uapi",
         "--junitxml=/reports/junit.xml",
         "--ktap=/reports/results.ktap",
         "--target=vm",
