@@ -41,6 +41,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     build.set_defaults(handler=_build)
 
+    sample = actions.add_parser(
+        "sample",
+        help="fetch a kernel sample mdev driver (mtty, mdpy, mbochs) as a --vendor-src source",
+        description="Prints the source directory (the sample's files and a Kbuild), taken from "
+        "Debian's linux-source of that release, for `vfio-harness run --vendor-src DIR`.",
+    )
+    sample.add_argument("name", help="mtty, mdpy or mbochs")
+    sample.add_argument("--suite", default="bookworm", help="Debian release (default bookworm)")
+    sample.set_defaults(handler=_sample)
+
 
 def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -91,4 +101,15 @@ def _build(args: argparse.Namespace) -> int:
         ) as exc:  # fmt: skip
             raise UserError(str(exc)) from None
         print(f"{kernel}: {image.kernel_release}: {module}")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from harness.debian import AptError, MirrorNotFoundError, PackageUnpackError
+    from harness.kmod.samples import SampleError, sample_source
+
+    try:
+        print(sample_source(args.name, args.suite, progress=_progress))
+    except (SampleError, AptError, MirrorNotFoundError, PackageUnpackError) as exc:
+        raise UserError(str(exc)) from None
     return 0

@@ -25,10 +25,11 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from harness.kmod.builder import (
     ModuleBuildError,
     build_module,
 )
+from harness.resources import KMOD, ResourceNotFoundError
 from harness.vm.images import BuiltImage, Progress, stderr_progress
 
 MODULE_CACHE_VERSION = 1
@@ -82,22 +84,13 @@ class VendorModuleRecord:
         return cls(**data)
 
 
-KMOD_SRC_ENV = "HARNESS_KMOD_SRC"
-
-
 def kmod_dir() -> Path:
-    """$HARNESS_KMOD_SRC, else kmod/ of the source checkout, else of the current directory
-    (it is not package data: an installed wheel finds it through the environment or cwd)."""
-    explicit = os.environ.get(KMOD_SRC_ENV)
-    candidates = [Path(explicit)] if explicit else []
-    candidates += [Path(__file__).resolve().parents[2] / "kmod", Path.cwd() / "kmod"]
-    for candidate in candidates:
-        if (candidate / "Kbuild").is_file() or (candidate / "Makefile").is_file():
-            return candidate
-    raise VendorModuleError(
-        f"no kmod/ with a Kbuild or Makefile next to the harness sources or in {Path.cwd()}: "
-        f"run from the vfio-harness checkout, set {KMOD_SRC_ENV}, or pass source="
-    )
+    """Our driver's source: $HARNESS_KMOD_SRC, the installed package's copy or the checkout's
+    kmod/ (harness.resources)."""
+    try:
+        return KMOD.locate().path
+    except ResourceNotFoundError as exc:
+        raise VendorModuleError(str(exc)) from None
 
 
 def _is_build_output(name: str) -> bool:
@@ -139,8 +132,15 @@ def vendor_module_key(
 FAULTS_MAKE_ARGS = ("HMDEV_FAULTS=1",)
 
 
-def modules_root() -> Path:
-    return cache_dir("modules", "vendor")
+def modules_root(source: Path | None = None) -> Path:
+    """Our driver's builds, or those of the driver source `source` (--vendor-src) in a folder
+    of its own: KEEP_PER_RELEASE counts per folder, so one never evicts the other's."""
+    if source is None:
+        return cache_dir("modules", "vendor")
+    return cache_dir("modules", "src-" + _UNSAFE_IN_NAME.sub("_", source.resolve().name))
+
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
 # Builds `source` into `dest` with W=1 and the given extra make arguments.
@@ -193,7 +193,10 @@ def cached_vendor_module(
     source: Path | None = None,
     faults: bool = False,
 ) -> Path:
-    """The .ko of kmod/ (or `source`) for `target`: from the cache, else built there."""
+    """The .ko of kmod/ (or of the driver source `source`) for `target`: from the cache, else
+    built there. Our module must build without a warning; another driver's warnings are shown
+    (they are its authors' to fix) and its module is loaded all the same."""
+    root = modules_root(source)
     source = source or kmod_dir()
     # A snapshot, so the digest is of exactly what gets built even if kmod/ is being edited.
     with tempfile.TemporaryDirectory(prefix="kmod-snapshot-") as scratch:
@@ -203,19 +206,37 @@ def cached_vendor_module(
         key = vendor_module_key(
             digest, target.env_key, target.compiler, target.kernel_release, faults=faults
         )
-        entry = modules_root() / key
+        entry = root / key
         what = "cached"
         if not (entry / RECORD_NAME).is_file():
             with entry_lock(entry):
                 if not (entry / RECORD_NAME).is_file():
                     make_args = FAULTS_MAKE_ARGS if faults else ()
                     _build_entry(snapshot, digest, target, entry, progress, make_args)
-                    _drop_superseded(target.kernel_release, entry)
+                    _drop_superseded(root, target.kernel_release, entry)
                     what = "built"
     record = VendorModuleRecord.read(entry)
-    _check_warning_free(record, entry)
-    progress(f"{MODULE_FILE} for {record.kernel_release}: {what} ({entry})")
-    return entry / MODULE_FILE
+    module = module_to_load(record.modules, source)
+    if module == MODULE_FILE:
+        _check_warning_free(record, entry)
+    elif record.warnings or record.modpost_warnings:
+        count = len(record.warnings) + len(record.modpost_warnings)
+        progress(f"{module} for {record.kernel_release}: {count} warning(s) with W=1, not ours "
+                 f"to fix, so not fatal: {entry / LOG_NAME}")  # fmt: skip
+    progress(f"{module} for {record.kernel_release}: {what} ({entry})")
+    return entry / module
+
+
+def module_to_load(built: Sequence[str], source: Path) -> str:
+    """Which of the .ko files a build made gets loaded: ours, else the only one there is."""
+    if MODULE_FILE in built:
+        return MODULE_FILE
+    if len(built) == 1:
+        return built[0]
+    raise VendorModuleError(
+        f"{source} built {', '.join(built) or 'no module'}: the harness loads one driver "
+        f"module; build the others into it, or load them yourself and pass --vendor-module"
+    )
 
 
 def _build_entry(
@@ -234,13 +255,9 @@ def _build_entry(
         try:
             built = target.build(source, scratch, make_args, progress)
         except ModuleBuildError as err:
-            raise VendorModuleError(f"kmod/ does not build for {release}: {err}") from None
+            raise VendorModuleError(f"{source.name}/ does not build for {release}: {err}") from None
         names = tuple(m.name for m in built.modules)
-        if MODULE_FILE not in names:
-            raise VendorModuleError(
-                f"building kmod/ for {release} made {', '.join(names)}, not "
-                f"{MODULE_FILE}: does its Kbuild set obj-m := vfio_harness_mdev.o?"
-            )
+        module_to_load(names, source)
         VendorModuleRecord(
             key=entry.name,
             source_digest=digest,
@@ -271,10 +288,10 @@ def _check_warning_free(record: VendorModuleRecord, entry: Path) -> None:
     )
 
 
-def _drop_superseded(release: str, current: Path) -> None:
-    """Entries of `release` beyond the KEEP_PER_RELEASE newest: older states of kmod/."""
+def _drop_superseded(root: Path, release: str, current: Path) -> None:
+    """Entries of `release` beyond the KEEP_PER_RELEASE newest: older states of the source."""
     entries = []
-    for directory in modules_root().glob(f"{release}-*"):
+    for directory in root.glob(f"{release}-*"):
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
             entries.append((VendorModuleRecord.read(directory).built_at, directory))
     entries.sort(reverse=True)

@@ -42,3 +42,10 @@ def test_kmod_check_on_a_clean_file_passes(
     clean.write_text(CLEAN_C)
     assert run(["kmod", "check", str(clean)]) == 0
     assert "0 errors, 0 warnings, 0 checks" in capsys.readouterr().out
+
+
+def test_kmod_sample_names_the_samples_it_knows(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import cli
+
+    assert cli.main(["kmod", "sample", "mttyy"]) == 2
+    assert "the mdev samples are mtty, mdpy, mbochs" in capsys.readouterr().err

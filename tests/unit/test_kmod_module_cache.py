@@ -103,6 +103,7 @@ class FakeBuilds:
         self.calls: list[Path] = []
         self.warnings: tuple[str, ...] = ()
         self.fail = False
+        self.names: tuple[str, ...] = (MODULE_FILE,)  # the .ko files the build makes
 
     def __call__(self, source: Path, env: BuildEnv, **kwargs: Any) -> ModuleBuild:
         self.calls.append(source)
@@ -110,11 +111,12 @@ class FakeBuilds:
         if self.fail:
             raise ModuleBuildError("main.c:1:1: error: expected ';'")
         dest: Path = kwargs["dest"]
-        ko = dest / MODULE_FILE
-        ko.write_bytes(b"\x7fELF" + (source / "main.c").read_bytes())
+        kos = tuple(dest / name for name in self.names)
+        for ko in kos:
+            ko.write_bytes(b"\x7fELF" + (source / "main.c").read_bytes())
         (dest / "build.log").write_text("make ...\n")
         return ModuleBuild(
-            modules=(ko,),
+            modules=kos,
             warnings=self.warnings,
             modpost_warnings=(),
             log="make ...\n",
@@ -216,3 +218,39 @@ def test_the_fault_injection_build_is_another_module() -> None:
     assert faulty != normal
     assert faulty.startswith("6.1.0-50-amd64-faults-")
     assert normal == vendor_module_key("src", "env", "gcc-12 12.2.0", "6.1.0-50-amd64")
+
+
+def test_another_drivers_warnings_are_shown_and_its_module_loaded(
+    source: Path, builds: FakeBuilds
+) -> None:
+    builds.names = ("mtty.ko",)
+    builds.warnings = ("mtty.c:9:5: warning: no previous prototype for 'f'",)
+    said: list[str] = []
+    ko = build_vendor_module(IMAGE, said.append, source=source)
+    assert ko.name == "mtty.ko"
+    assert any("1 warning(s) with W=1" in line and "not fatal" in line for line in said), said
+
+
+def test_our_module_is_chosen_among_several_and_two_others_are_refused(
+    source: Path, builds: FakeBuilds
+) -> None:
+    builds.names = ("helper.ko", MODULE_FILE)
+    assert build(source).name == MODULE_FILE
+    (source / "main.c").write_text("int other;\n")
+    builds.names = ("a.ko", "b.ko")
+    with pytest.raises(VendorModuleError, match=r"built a\.ko, b\.ko: the harness loads one"):
+        build(source)
+
+
+def test_another_drivers_builds_never_evict_ours(
+    source: Path, builds: FakeBuilds, private_cache: Path, tmp_path: Path
+) -> None:
+    ours = build_vendor_module(IMAGE, quiet)  # kmod/ itself
+    other = tmp_path / "mtty"
+    other.mkdir()
+    builds.names = ("mtty.ko",)
+    for n in range(module_cache.KEEP_PER_RELEASE + 1):
+        (other / "main.c").write_text(f"int v{n};\n")
+        build_vendor_module(IMAGE, quiet, source=other)
+    assert ours.is_file()
+    assert ours.parent.parent != module_cache.modules_root(other)
