@@ -523,7 +523,7 @@ def test_recipe_names_resolve_in_the_recipe_dir(
 def test_a_name_also_resolves_in_a_subdirectory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert images.resolve_recipe("bookworm-nested").packages[-1] == "qemu-system-x86"
+    assert "qemu-system-x86" in images.resolve_recipe("bookworm-nested").packages
     monkeypatch.setenv(images.RECIPE_DIR_ENV, str(tmp_path))
     text = (RECIPE_DIR / "bookworm.toml").read_text()
     for sub in ("a", "b"):

@@ -59,13 +59,13 @@ def test_shipped_recipes_have_distinct_keys() -> None:
     assert len(keys) == 3
 
 
-def test_the_nested_recipe_is_bookworm_plus_qemu() -> None:
+def test_the_nested_recipe_is_bookworm_plus_qemu_and_venv() -> None:
     # In a subdirectory, so that `--kernel all` (every top-level recipe) does not include it.
     nested = load_recipes(RECIPE_DIR / "nested")["bookworm-nested"]
     bookworm = load_recipes(RECIPE_DIR)["bookworm"]
     assert nested.suite == "bookworm"
     assert nested.kernel_package == bookworm.kernel_package
-    assert nested.packages == (*bookworm.packages, "qemu-system-x86")
+    assert nested.packages == (*bookworm.packages, "qemu-system-x86", "python3-venv")
     assert nested.path_exclude == bookworm.path_exclude
     # The same module build chroot: the vendor module builds once for both images.
     assert nested.build_env == bookworm.build_env
