@@ -38,6 +38,7 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "qemu-utils",
         "qemu-system-x86",
         "debian-archive-keyring",
+        "python3-venv",  # the installed-package tests make a venv of their own (ensurepip)
     ),
     # Kernels built from source (harness/vm/kernel_build.py): kbuild's host tools, objtool's
     # libelf, sign-file's libssl, and ccache for rebuilds.
