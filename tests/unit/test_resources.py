@@ -25,9 +25,12 @@ def _bundle(root: Path) -> Path:
     return root
 
 
-def test_a_checkout_finds_its_own_trees(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_checkout_finds_its_own_trees(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     _clear(monkeypatch)
     checkout = Path(__file__).resolve().parents[2]
+    # As an editable install or a plain checkout: no bundle (tox installs a wheel, which has one).
+    monkeypatch.setattr(resources, "BUNDLE_DIR", tmp_path / "no-bundle")
+    monkeypatch.setattr(resources, "CHECKOUT_DIR", checkout)
     assert SUITE.locate() == resources.Located(checkout / "tests/uapi", "checkout")
     assert KMOD.locate().path == checkout / "kmod"
     assert RECIPES.locate().path == checkout / "vm_images"
