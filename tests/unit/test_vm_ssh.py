@@ -101,6 +101,11 @@ def _descendants(pid: int, children: dict[int, list[int]] | None = None) -> list
     return found
 
 
+# What a loaded 2-core machine may add to a wait the test bounds (far below the deadlines the
+# code under test must not wait for).
+SLACK_S = 10.0
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -496,17 +501,18 @@ def test_run_timeout_kills_the_command(session: SshSession) -> None:
     watcher.start()
     started = time.monotonic()
     try:
-        with pytest.raises(CommandTimeoutError, match=r"timed out after 0.3 s: .*sleep 30") as err:
+        # 3 s: the shell has printed and forked long before, however loaded the machine.
+        with pytest.raises(CommandTimeoutError, match=r"timed out after 3.0 s: .*sleep 30") as err:
             # The shell itself must die too, or it would go on to the second sleep.
             session.run(
                 "echo started; sleep 30; sleep 30; echo never",
-                timeout=0.3,
+                timeout=3.0,
                 env={"TEST_MARK": token},
             )
     finally:
         done.set()
         watcher.join()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 3.0 + SLACK_S
     assert err.value.stdout == "started\n"
     assert len(seen) >= 2, "the shell and its sleep were never seen running"
     _wait_until(lambda: not _pids_mentioning(token.encode()), 2)
@@ -637,7 +643,7 @@ def test_connect_to_a_silent_port_says_no_banner(
         connect(
             "127.0.0.1", hostfwd.port, identity=run_key, host_key=run_key.public_line, timeout=0.3
         )
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 0.3 + SLACK_S
 
 
 def test_wait_for_ssh_gives_up_at_the_deadline(
@@ -654,7 +660,7 @@ def test_wait_for_ssh_gives_up_at_the_deadline(
             host_key=run_key.public_line,
             first_probe_timeout=0.1,
         )
-    assert 0.6 <= time.monotonic() - started < 2.5
+    assert 0.6 <= time.monotonic() - started < 0.6 + SLACK_S
     assert "no SSH banner" in str(caught.value)
     assert hostfwd.accepted >= 2
 
@@ -681,7 +687,7 @@ def test_wait_for_ssh_stops_when_asked(
             should_abort=panicked,
             first_probe_timeout=0.1,
         )
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < SLACK_S  # not the 30 s deadline
 
 
 def test_wait_for_ssh_fails_fast_on_a_wrong_host_key(
@@ -696,4 +702,4 @@ def test_wait_for_ssh_fails_fast_on_a_wrong_host_key(
             identity=run_key,
             host_key=generate_run_key(tmp_path).public_line,
         )
-    assert time.monotonic() - started < 3.0, "a wrong host key must not be retried"
+    assert time.monotonic() - started < SLACK_S, "a wrong host key must not be retried"
