@@ -4,7 +4,7 @@ and the image recipes, so that an installed wheel runs `vfio-harness run` with n
 
 They stay where the project keeps them (tests/uapi, kmod/, vm_images/: MANIFEST.in puts them in
 the sdist) and are copied into the wheel as harness/_bundle/, in the checkout's layout, beside
-a pytest.ini that makes the bundle pytest's rootdir. harness/resources.py finds them there.
+a pytest.ini that makes the bundle pytest's rootdir. harness/core/resources.py finds them there.
 Editable installs get no bundle: they find the checkout itself.
 """
 

@@ -13,8 +13,8 @@ import argparse
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
+from harness.images.build import BuiltImage, build_image
 from harness.vm.accel import Accelerator, choose_accelerator
-from harness.vm.images import BuiltImage, build_image
 from harness.vm.saved_state import Fresh, start_vm
 
 

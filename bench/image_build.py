@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 
-from harness.vm.images import build_image
+from harness.images.build import build_image
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness.cache import cache_root
-from harness.vm.images import recipe_dir
+from harness.core.cache import cache_root
+from harness.images.build import recipe_dir
 from harness.vm.machine import runs_dir
 
 INNER = textwrap.dedent(

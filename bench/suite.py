@@ -23,9 +23,9 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.images.build import build_image
 from harness.kmod.module_cache import build_vendor_module
 from harness.vm.guest_python import GUEST_ROOT, push_harness, push_tree
-from harness.vm.images import build_image
 from harness.vm.saved_state import start_vm
 
 ROOT = Path(__file__).resolve().parents[1]

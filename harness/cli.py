@@ -22,7 +22,7 @@ from harness.commands import vm as vm_commands
 
 
 def _cmd_setup(args: argparse.Namespace) -> int:
-    from harness.hostdeps import HostDepsError, ensure
+    from harness.debian.hostdeps import HostDepsError, ensure
 
     try:
         installed = ensure(args.profile or ["unit"], install=not args.check)

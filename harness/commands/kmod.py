@@ -86,10 +86,10 @@ def _kmod_sources(directory: Path) -> list[Path]:
 
 def _build(args: argparse.Namespace) -> int:
     from harness.debian import AptError, MirrorNotFoundError
+    from harness.images.build import ImageBuildError, build_image
+    from harness.images.recipe import RecipeError
     from harness.kmod.build_env import BuildEnvError
     from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-    from harness.vm.images import ImageBuildError, build_image
-    from harness.vm.recipe import RecipeError
 
     for kernel in args.kernels:
         try:

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """`vfio-harness paths [NAME]`: where the suite, our driver's source, the image recipes and the
-cache are, and where each was found (harness.resources).
+cache are, and where each was found (harness.core.resources).
 
     vfio-harness paths                 # a table, with each one's origin
     pytest "$(vfio-harness paths suite)" --target local   # the installed suite, run directly
@@ -16,7 +16,7 @@ CACHE = "cache"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from harness.resources import RESOURCES
+    from harness.core.resources import RESOURCES
 
     paths = commands.add_parser(
         "paths",
@@ -37,8 +37,8 @@ def _cache_origin() -> str:
 
 
 def _show_paths(args: argparse.Namespace) -> int:
-    from harness.cache import cache_root
-    from harness.resources import RESOURCES, ResourceNotFoundError
+    from harness.core.cache import cache_root
+    from harness.core.resources import RESOURCES, ResourceNotFoundError
 
     rows: list[tuple[str, str, str]] = []
     try:

@@ -2,13 +2,13 @@
 """`vfio-harness run`: the conformance suite, end to end, with reports.
 
 It builds or reuses each kernel's image and our module first (with progress), then runs
-pytest over the suite (tests/uapi: harness.resources finds it) with the plugin: every
+pytest over the suite (tests/uapi: harness.core.resources finds it) with the plugin: every
 test runs in a guest of each --kernel (or on this host with --target local), and the results
 land in a reports directory: JUnit XML, KTAP, and the console log of every VM.
 
 Kernels built from source: `--kernel debug` (a recipe in vm_images/kernels/) is built or
 brought up to date before pytest starts; `--kernel-tree PATH [--config-fragment F ...]` builds
-a clean tree of yours with base.config and the fragments (harness.vm.kernel_build, out of tree
+a clean tree of yours with base.config and the fragments (harness.kernel.build, out of tree
 in the cache, so the next run recompiles only what changed) and runs the suite on it, on the
 default image's root filesystem. Our module is built against such a kernel's build tree.
 """
@@ -26,11 +26,10 @@ from harness.cli_errors import UserError
 from harness.commands.child import run_to_end
 
 if TYPE_CHECKING:
-    from harness.plugin.kernels import KernelChoice
+    from harness.kernel.choice import KernelChoice
 
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
-BASE_FRAGMENT = "base"  # what every kernel built from a tree needs to boot as a guest
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -89,7 +88,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def suite_dir() -> Path:
     """The suite: $HARNESS_SUITE, the installed package's copy or the checkout's tests/uapi."""
-    from harness.resources import SUITE, ResourceNotFoundError
+    from harness.core.resources import SUITE, ResourceNotFoundError
 
     try:
         return SUITE.locate().path
@@ -107,23 +106,13 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def kernel_fragments(given: list[str]) -> list[str]:
-    """base first, then the user's fragments in order, base not twice."""
-    return [
-        BASE_FRAGMENT,
-        *(f for f in given if f not in (BASE_FRAGMENT, f"{BASE_FRAGMENT}.config")),
-    ]
-
-
 def build_kernel_tree(path: Path, fragments: list[str]) -> Path:
-    """The build directory of the user's tree with base.config + `fragments`, built now (make
-    brings an earlier build of the same config up to date rather than starting over)."""
-    from harness.vm.kernel_build import KernelBuildError, build_kernel, user_kernel_tree
-    from harness.vm.kernel_fragments import ConfigMismatchError
+    """The build directory of the user's tree (harness.kernel.build.build_user_tree)."""
+    from harness.kernel.build import KernelBuildError, build_user_tree
+    from harness.kernel.fragments import ConfigMismatchError
 
     try:
-        tree = user_kernel_tree(path)
-        return build_kernel(tree, kernel_fragments(fragments), progress=_progress).build_dir
+        return build_user_tree(path, fragments, progress=_progress)
     except (KernelBuildError, ConfigMismatchError) as exc:
         raise UserError(str(exc)) from None
 
@@ -142,10 +131,10 @@ def prepare(
     """Images, kernels built from source and our module for every kernel, before pytest:
     progress shows, errors stop. Returns the build directory of each kernel recipe."""
     from harness.debian import AptError, MirrorNotFoundError
+    from harness.images.build import ImageBuildError, build_image
+    from harness.images.recipe import RecipeError
+    from harness.kernel.choice import KernelChoiceError, parse_kernels
     from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-    from harness.plugin.kernels import KernelChoiceError, parse_kernels
-    from harness.vm.images import ImageBuildError, build_image
-    from harness.vm.recipe import RecipeError
 
     builds: dict[str, Path] = {}
     try:
@@ -167,12 +156,8 @@ def _prepare_own_kernel(
     choice: KernelChoice, build_module: bool, *, faults: bool, source: Path | None
 ) -> Path | None:
     """Build (a recipe) and prepare the kernel, and our module for it; its recipe build."""
-    from harness.plugin.guest_kernel import (
-        KERNEL_ERRORS,
-        choice_kernel,
-        recipe_build_dir,
-        tree_module_for,
-    )
+    from harness.kernel.prepare import KERNEL_ERRORS, choice_kernel, recipe_build_dir
+    from harness.kmod.tree_module import tree_module_for
 
     try:
         build = recipe_build_dir(choice, _progress)
@@ -237,7 +222,7 @@ def run_suite(args: argparse.Namespace) -> int:
             faults=bool(args.module_faults),
             source=args.vendor_src.resolve() if args.vendor_src else None,
         )
-    from harness.plugin.guest_kernel import prepared_env
+    from harness.kernel.prepare import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
 
     # pytest boots the recipe kernels built above as they are (no second make).

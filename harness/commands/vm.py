@@ -79,8 +79,8 @@ def _progress(line: str) -> None:
 
 def _images_build(args: argparse.Namespace) -> int:
     from harness.debian import AptError, MirrorNotFoundError
-    from harness.vm.images import ImageBuildError, build_image
-    from harness.vm.recipe import RecipeError
+    from harness.images.build import ImageBuildError, build_image
+    from harness.images.recipe import RecipeError
 
     for recipe in args.recipes:
         try:
@@ -94,15 +94,15 @@ def _images_build(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Vm:
     """The VM `--kernel` asks for; every way that can fail is a one-line user error."""
     from harness.debian import AptError, MirrorNotFoundError
-    from harness.plugin.guest_kernel import KERNEL_ERRORS
-    from harness.plugin.kernels import KernelChoiceError, parse_kernels
+    from harness.images.build import ImageBuildError
+    from harness.images.recipe import RecipeError
+    from harness.kernel.choice import KernelChoiceError, parse_kernels
+    from harness.kernel.prepare import KERNEL_ERRORS
     from harness.plugin.pool import VmPool
-    from harness.vm.images import ImageBuildError
+    from harness.ssh.errors import SshError
     from harness.vm.machine import BootError
     from harness.vm.qmp import QmpCommandError
-    from harness.vm.recipe import RecipeError
     from harness.vm.saved_state import SavedStateError
-    from harness.vm.ssh_errors import SshError
 
     try:
         choices = parse_kernels(args.kernel)
@@ -122,7 +122,7 @@ def _start(args: argparse.Namespace) -> Vm:
 
 
 def _vm_run(args: argparse.Namespace) -> int:
-    from harness.vm.ssh_errors import SshError
+    from harness.ssh.errors import SshError
 
     with _start(args) as vm:
         _progress(f"accelerator: {vm.accelerator.name} ({vm.accelerator.reason})")
@@ -166,11 +166,11 @@ def _vm_boot(args: argparse.Namespace) -> int:
 
 
 def _vm_ssh(args: argparse.Namespace) -> int:
+    from harness.ssh.errors import SshError
+    from harness.ssh.keys import load_run_key
+    from harness.ssh.session import connect
+    from harness.ssh.shell import interactive_shell
     from harness.vm.sessions import SessionNotFoundError, find_session
-    from harness.vm.ssh import connect
-    from harness.vm.ssh_errors import SshError
-    from harness.vm.ssh_keys import load_run_key
-    from harness.vm.ssh_shell import interactive_shell
 
     name, remote = split_ssh_words(args.words)
     try:

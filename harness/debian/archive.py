@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote
 
-from harness.cache import cache_dir
+from harness.core.cache import cache_dir
 from harness.debian.mirror import MIRROR_ENV, DebianMirror, debian_mirror
 
 DEFAULT_MAX_AGE_SECONDS = 12 * 3600

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir, entry_lock
 from harness.debian.archive import AptArchive
 from harness.debian.mirror import host_codename
 from harness.debian.packages import unpacked_package

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.core.cache import cache_dir
 from harness.debian.archive import (
     AptArchive,
     stderr_tail,

@@ -29,18 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir, entry_lock
+from harness.core.progress import Progress, stderr_progress
 from harness.debian import DebianMirror, debian_mirror
-from harness.kmod.env_manifest import ENV_MANIFEST_NAME, EnvManifest, EnvManifestError
-from harness.vm.images import (
-    BuiltImage,
-    Progress,
-    remove_build_leftovers,
-    resolve_recipe,
-    stderr_progress,
-)
-from harness.vm.recipe import Recipe
-from harness.vm.rootfs import (
+from harness.images.build import BuiltImage, remove_build_leftovers, resolve_recipe
+from harness.images.recipe import Recipe
+from harness.images.rootfs import (
     BASE_PATH_EXCLUDES,
     BASE_PATH_INCLUDES,
     MMDEBSTRAP_TIMEOUT_SECONDS,
@@ -49,6 +43,7 @@ from harness.vm.rootfs import (
     run_logged,
     tree_usage,
 )
+from harness.kmod.env_manifest import ENV_MANIFEST_NAME, EnvManifest, EnvManifestError
 
 # Bump when the environment built for the same inputs changes.
 BUILD_ENV_VERSION = 1

@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.cache import cache_dir
+from harness.core.cache import cache_dir
+from harness.core.progress import Progress, stderr_progress
 from harness.kmod.build_env import BuildEnv, root_problem
 from harness.kmod.make_output import failure_lines, parse_make_output
-from harness.vm.images import Progress, stderr_progress
 
 MAKE_TIMEOUT_SECONDS = 900
 CHROOT_BUILD_PARENT = "build"  # /build inside the chroot

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.progress import Progress, stderr_progress
 from harness.debian import linux_source
 from harness.debian.linux_source import LinuxSourceError
 from harness.kmod.checkpatch_report import (
@@ -30,7 +31,6 @@ from harness.kmod.checkpatch_report import (
     CheckpatchReport,
     parse_checkpatch_output,
 )
-from harness.vm.images import Progress, stderr_progress
 
 SCRIPT_FILES = ("checkpatch.pl", "spelling.txt", "const_structs.checkpatch")
 RUN_TIMEOUT_SECONDS = 300

@@ -34,7 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir, entry_lock
+from harness.core.progress import Progress, stderr_progress
+from harness.core.resources import KMOD, ResourceNotFoundError
+from harness.images.build import BuiltImage
 from harness.kmod.build_env import build_env_for
 from harness.kmod.builder import (
     BUILD_OUTPUT,
@@ -43,8 +46,6 @@ from harness.kmod.builder import (
     ModuleBuildError,
     build_module,
 )
-from harness.resources import KMOD, ResourceNotFoundError
-from harness.vm.images import BuiltImage, Progress, stderr_progress
 
 MODULE_CACHE_VERSION = 1
 MODULE_FILE = "vfio_harness_mdev.ko"
@@ -86,7 +87,7 @@ class VendorModuleRecord:
 
 def kmod_dir() -> Path:
     """Our driver's source: $HARNESS_KMOD_SRC, the installed package's copy or the checkout's
-    kmod/ (harness.resources)."""
+    kmod/ (harness.core.resources)."""
     try:
         return KMOD.locate().path
     except ResourceNotFoundError as exc:

@@ -2,6 +2,7 @@
 """Our module (kmod/) for a kernel built from source: made on the host against its build tree.
 
     ko = build_tree_module(build.build_dir)     # a kernel_build directory, or any built tree
+    ko = tree_module_for(choice, bundle, progress)  # for a --kernel choice (harness.kernel)
 
 A Debian image's kernel has a build chroot with the compiler that built it (module_cache);
 a kernel built from source was built by this host's compiler, so kmod/ is built here with
@@ -30,10 +31,12 @@ import os
 import subprocess
 from pathlib import Path
 
+from harness.core.progress import Progress, stderr_progress
+from harness.kernel.choice import KernelChoice
+from harness.kernel.config import parse_config
+from harness.kernel.custom import KernelBundle
 from harness.kmod.builder import ModuleBuild, build_module_host
 from harness.kmod.module_cache import ModuleTarget, VendorModuleError, cached_vendor_module
-from harness.vm.images import Progress, stderr_progress
-from harness.vm.kernel_config import parse_config
 
 # What a tree needs for an external module build, and what to do when it is missing.
 TREE_FILES = {
@@ -148,3 +151,29 @@ __all__ = [
     "tree_problem",
     "tree_target",
 ]
+
+
+def tree_module_for(
+    choice: KernelChoice,
+    bundle: KernelBundle | None,
+    progress: Progress,
+    *,
+    source: Path | None = None,
+    faults: bool = False,
+) -> Path:
+    """Our module (or `source`) built against the build tree of `choice`'s kernel.
+
+    VendorModuleError when the kernel has no build tree to build against (a bare image, an
+    install without headers), when the tree cannot build modules, or when this host's
+    compiler is not the one that built the kernel.
+    """
+    build_dir = bundle.build_dir if bundle is not None else None
+    problem = tree_problem(build_dir) if build_dir is not None else "no build tree known"
+    if build_dir is None or problem is not None:
+        where = choice.custom_path or build_dir or choice.spec
+        raise VendorModuleError(
+            f"{choice.id}: our module is built against the kernel's build tree, and {where} "
+            f"gives none ({problem}): pass --kernel the kernel's build directory, or build "
+            "kmod/ against your kernel and pass --vendor-module PATH.ko"
+        )
+    return build_tree_module(build_dir, progress, source=source, faults=faults)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.nested.qmp_lite import QmpError, QmpLite
 from harness.nested.qtest import QtestClient
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.nested.qtest import LineReader
 
 

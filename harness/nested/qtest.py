@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 
 PORT_MAX = 0xFFFF
 ADDRESS_MAX = (1 << 64) - 1

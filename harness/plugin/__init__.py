@@ -37,14 +37,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin import guest_items
-from harness.plugin.fixtures import VM_FIXTURES, fresh_vm, vm, vm_kernel, vm_pool
-from harness.plugin.kernels import (
+from harness.kernel.choice import (
     DEFAULT_KERNELS,
     KernelChoice,
     KernelChoiceError,
     parse_kernels,
 )
+from harness.plugin import guest_items
+from harness.plugin.fixtures import VM_FIXTURES, fresh_vm, vm, vm_kernel, vm_pool
 from harness.plugin.policy import REQUIRE_VM_ENV
 from harness.plugin.suite_run import SuiteRun
 
@@ -113,7 +113,7 @@ _KERNELS = pytest.StashKey[list[KernelChoice]]()
 
 def _kernel_choices(config: pytest.Config) -> list[KernelChoice]:
     value = config.getoption("--kernel") or os.environ.get(KERNEL_ENV) or DEFAULT_KERNELS
-    from harness.vm.images import ImageBuildError  # no vm_images/ to check names against
+    from harness.images.build import ImageBuildError  # no vm_images/ to check names against
 
     try:
         return list(parse_kernels(value))

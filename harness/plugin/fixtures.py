@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 
-from harness.plugin.kernels import KernelChoice
+from harness.kernel.choice import KernelChoice
 from harness.plugin.policy import vm_unavailable
 from harness.plugin.pool import VmPool
 
@@ -86,7 +86,7 @@ def _need_qemu() -> None:
 
 def _start_failed(choice: KernelChoice, exc: Exception) -> NoReturn:
     from harness.debian import MirrorNotFoundError
-    from harness.vm.images import ImageBuildError
+    from harness.images.build import ImageBuildError
 
     if isinstance(exc, MirrorNotFoundError | ImageBuildError) or (
         isinstance(exc, FileNotFoundError) and exc.filename in ("mmdebstrap", "qemu-img")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin.kernels import KernelChoice
+from harness.kernel.choice import KernelChoice
 
 DEFAULT_GUEST_SUITES = "tests/uapi"
 KERNEL_PARAM = "vm_kernel"

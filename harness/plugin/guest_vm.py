@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import shlex
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.closing import Closing
+from harness.core.closing import Closing
+from harness.core.progress import Progress
 from harness.kmod.modinfo import module_info
 from harness.plugin.health import Finding, from_splat
 from harness.plugin.runner_client import RunnerClient
@@ -34,8 +35,6 @@ CONSOLE_TAIL_LINES = 40
 # How long a test may still report after its kernel oopsed before it counts as hung.
 OOPS_GRACE_S = 15.0
 FATAL_KINDS = frozenset({VerdictKind.OOPS, VerdictKind.BUG, VerdictKind.PANIC})
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,17 @@ process dies first, each VM's watchdog cleans up (harness.vm.watchdog).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness.plugin.kernels import KernelChoice
+from harness.core.progress import Progress
+from harness.kernel.choice import KernelChoice
 
 if TYPE_CHECKING:
+    from harness.images.build import BuiltImage
+    from harness.kernel.custom import KernelBundle
     from harness.vm.accel import Accelerator
-    from harness.vm.custom_kernel import KernelBundle
-    from harness.vm.images import BuiltImage
     from harness.vm.machine import Vm
     from harness.vm.saved_state import Fresh
-
-Progress = Callable[[str], None]
 
 
 class VmPool:
@@ -48,7 +46,7 @@ class VmPool:
 
     def image(self, recipe: str) -> BuiltImage:
         if recipe not in self._images:
-            from harness.vm.images import build_image
+            from harness.images.build import build_image
 
             self._images[recipe] = build_image(recipe, progress=self.progress)
         return self._images[recipe]
@@ -58,7 +56,7 @@ class VmPool:
         or prepared once per process: a kernel recipe's build runs make, which takes seconds
         even when nothing changed."""
         if choice not in self._kernels:
-            from harness.plugin.guest_kernel import choice_kernel
+            from harness.kernel.prepare import choice_kernel
 
             self._kernels[choice] = choice_kernel(choice, self.progress)
         return self._kernels[choice]

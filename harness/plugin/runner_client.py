@@ -5,7 +5,7 @@
     outcome = client.run("tests/uapi/test_x.py::test_a", next_nodeid=None, timeout=600)
     outcome.reports, outcome.done                        # done is None if the runner died
 
-The pipe is anything with send_line/read_line/stderr_tail (harness.vm.ssh_stream's
+The pipe is anything with send_line/read_line/stderr_tail (harness.ssh.stream's
 StreamingCommand; the unit tests use a local subprocess).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.plugin.protocol import (
     QUIT,
     ItemDone,

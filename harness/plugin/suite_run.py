@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 from _pytest.runner import runtestprotocol
 
+from harness.kernel.choice import KernelChoice
 from harness.plugin import guest_items
 from harness.plugin.health import Finding, apply_findings, is_fatal, item_findings
-from harness.plugin.kernels import KernelChoice
 from harness.plugin.kmsg import KmsgReader, read_taint
 from harness.plugin.protocol import ItemDone
 
@@ -254,7 +254,7 @@ class SuiteRun:
         faults = bool(self.config.getoption("--module-faults"))
         try:
             if choice.own_kernel:
-                from harness.plugin.guest_kernel import tree_module_for
+                from harness.kmod.tree_module import tree_module_for
 
                 bundle = self._pool_for().kernel(choice)
                 return tree_module_for(

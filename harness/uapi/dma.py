@@ -6,7 +6,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 
 PAGE_SIZE = mmap.PAGESIZE
 

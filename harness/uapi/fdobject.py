@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.uapi.errors import VfioError
 from harness.uapi.syscall import IoctlArg, close_quietly, ioctl
 

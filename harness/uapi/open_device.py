@@ -13,7 +13,7 @@ import contextlib
 import enum
 from collections.abc import Callable
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.uapi.container import DEFAULT_CONTAINER_PATH, Container
 from harness.uapi.device import Device
 from harness.uapi.dma import DmaBuffer

@@ -21,24 +21,25 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from harness.cache import cache_dir
-from harness.closing import Closing
+from harness.core.cache import cache_dir
+from harness.core.closing import Closing
+from harness.core.progress import Progress
+from harness.images.build import BuiltImage
+from harness.ssh.keys import RunKey, generate_run_key
+from harness.ssh.session import SshSession, wait_for_ssh
 from harness.vm.accel import Accelerator, choose_accelerator
 from harness.vm.console import VerdictKind
 from harness.vm.console_watch import ConsoleWatch
-from harness.vm.images import BuiltImage
 from harness.vm.overlay import create_overlay
 from harness.vm.ports import reserve_port
 from harness.vm.qemu_cmdline import VmSpec, build_qemu_command
 from harness.vm.qmp import QmpClient
 from harness.vm.run_dir import RunDir, sweep_stale_runs
-from harness.vm.ssh import SshSession, wait_for_ssh
-from harness.vm.ssh_keys import RunKey, generate_run_key
 from harness.vm.watchdog import Watchdog
 
 # Calibrated for KVM; Accelerator.timeout_scale stretches them for TCG.
@@ -48,8 +49,6 @@ VFIO_MODULES = ("vfio", "vfio_iommu_type1", "mdev")
 # A VM generation ID device: a restored guest sees a new ID and reseeds its RNG (Linux's
 # vmgenid driver, built into all our kernels), so restored VMs never share random numbers.
 VMGENID_ARGS = ("-device", "vmgenid,guid=auto")
-
-Progress = Callable[[str], None]
 
 
 class BootError(RuntimeError):
@@ -77,7 +76,7 @@ class BootTimes:
 
 
 class GuestKernel(Protocol):
-    """A kernel to boot instead of the image's own (harness.vm.custom_kernel.KernelBundle)."""
+    """A kernel to boot instead of the image's own (harness.kernel.custom.KernelBundle)."""
 
     @property
     def label(self) -> str: ...

@@ -15,7 +15,7 @@ from typing import Any, cast
 from qemu.qmp import QMPError
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 
 
 class QmpCommandError(RuntimeError):

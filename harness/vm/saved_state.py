@@ -33,16 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.cache import cache_dir
+from harness.core.cache import cache_dir
+from harness.core.progress import Progress
+from harness.images.build import BuiltImage
+from harness.ssh.errors import SshError
+from harness.ssh.keys import RUN_KEY_NAME, generate_run_key, load_run_key
+from harness.ssh.session import SshSession
 from harness.vm.accel import Accelerator, choose_accelerator
-from harness.vm.images import BuiltImage
 from harness.vm.machine import (
     BootError,
     BootTimes,
     GuestKernel,
     GuestMachine,
     Launched,
-    Progress,
     Vm,
     abort_launch,
     clock_sync_command,
@@ -56,9 +59,6 @@ from harness.vm.machine import (
 from harness.vm.overlay import create_overlay
 from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
 from harness.vm.qmp import QmpCommandError
-from harness.vm.ssh import SshSession
-from harness.vm.ssh_errors import SshError
-from harness.vm.ssh_keys import RUN_KEY_NAME, generate_run_key, load_run_key
 
 STATE_FORMAT = 1
 STATE_FILE = "state"

@@ -11,7 +11,8 @@ import pytest
 
 from harness import cli
 from harness.commands import run as run_command
-from harness.vm import kernel_build
+from harness.kernel import build as kernel_build
+from harness.kernel.fragments import with_base
 
 SUITE = Path("/checkout/tests/uapi")
 REPORTS = Path("/reports")
@@ -82,9 +83,9 @@ def test_the_kernels_pytest_gets(
 
 
 def test_base_comes_first_and_once() -> None:
-    assert run_command.kernel_fragments([]) == ["base"]
-    assert run_command.kernel_fragments(["debug"]) == ["base", "debug"]
-    assert run_command.kernel_fragments(["base.config", "/x/my.config"]) == ["base", "/x/my.config"]
+    assert with_base([]) == ["base"]
+    assert with_base(["debug"]) == ["base", "debug"]
+    assert with_base(["base.config", "/x/my.config"]) == ["base", "/x/my.config"]
 
 
 # --- one-line errors --------------------------------------------------------------------

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.debian import DebianMirror
+from harness.images.build import BuiltImage
+from harness.images.manifest import ImageManifest
+from harness.images.recipe import BuildEnvSpec, Recipe, load_recipe
+from harness.images.rootfs import RootfsError
 from harness.kmod import build_env
 from harness.kmod.build_env import (
     BuildEnvError,
@@ -29,10 +33,6 @@ from harness.kmod.build_env import (
     mmdebstrap_env_argv,
 )
 from harness.kmod.env_manifest import EnvManifest, EnvManifestError
-from harness.vm.images import BuiltImage
-from harness.vm.manifest import ImageManifest
-from harness.vm.recipe import BuildEnvSpec, Recipe, load_recipe
-from harness.vm.rootfs import RootfsError
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "vm_images"
 MIRROR = DebianMirror(uri="http://mirror.invalid/debian", keyring=Path("/k/debian.gpg"))

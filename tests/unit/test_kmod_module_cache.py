@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from harness.images.build import BuiltImage
 from harness.kmod import module_cache
 from harness.kmod.build_env import BuildEnv
 from harness.kmod.builder import ModuleBuild, ModuleBuildError
@@ -25,7 +26,6 @@ from harness.kmod.module_cache import (
     source_digest,
     vendor_module_key,
 )
-from harness.vm.images import BuiltImage
 
 IMAGE = cast(BuiltImage, object())  # only handed to the stand-in build_env_for
 

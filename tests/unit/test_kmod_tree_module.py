@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from harness.kernel.choice import KernelChoice
+from harness.kernel.custom import KernelBundle
 from harness.kmod import tree_module
 from harness.kmod.builder import ModuleBuild
 from harness.kmod.module_cache import MODULE_FILE, VendorModuleError, VendorModuleRecord
@@ -172,3 +174,40 @@ def test_a_tree_without_symvers_says_what_to_build(
     (tree / "Module.symvers").unlink()
     with pytest.raises(VendorModuleError, match=r"cannot build our module against .*make modules"):
         build(tree, source)
+
+
+def _bundle(build_dir: Path | None) -> KernelBundle:
+    return KernelBundle(
+        "custom-6.12", Path("/k/vmlinux"), None, (), "6.12.117", build_dir, None, {}
+    )
+
+
+def test_a_choice_gets_the_module_built_against_its_kernels_build_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "build"
+    (tree / "include/config").mkdir(parents=True)
+    for name in (".config", "Module.symvers", "include/config/kernel.release"):
+        (tree / name).write_text("x\n")
+    asked: list[tuple[Path, bool]] = []
+
+    def fake_tree_module(build_dir: Path, progress: object, **kwargs: Any) -> Path:
+        asked.append((build_dir, kwargs["faults"]))
+        return tmp_path / "m.ko"
+
+    monkeypatch.setattr(tree_module, "build_tree_module", fake_tree_module)
+    choice = KernelChoice(str(tree), "bookworm", tree)
+    assert tree_module.tree_module_for(choice, _bundle(tree), quiet, faults=True) == (
+        tmp_path / "m.ko"
+    )
+    assert asked == [(tree, True)]
+
+
+def test_a_choice_without_a_build_tree_says_to_pass_one_or_a_module(tmp_path: Path) -> None:
+    image = tmp_path / "bzImage"
+    choice = KernelChoice(str(image), "bookworm", image)
+    with pytest.raises(VendorModuleError, match=r"no build tree known.*--vendor-module"):
+        tree_module.tree_module_for(choice, _bundle(None), quiet)
+    (tmp_path / "build").mkdir()
+    with pytest.raises(VendorModuleError, match=r"has no \.config"):
+        tree_module.tree_module_for(choice, _bundle(tmp_path / "build"), quiet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.plugin.kernels import KernelChoice
+from harness.kernel.choice import KernelChoice
 from harness.plugin.pool import VmPool
 
 

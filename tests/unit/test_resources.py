@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, resources
-from harness.resources import KMOD, RECIPES, SUITE, ResourceNotFoundError
+from harness import cli
+from harness.core import resources
+from harness.core.resources import KMOD, RECIPES, SUITE, ResourceNotFoundError
 
 
 def _clear(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from harness.images.build import BuiltImage
+from harness.images.manifest import ImageManifest
 from harness.vm import machine as machine_module
 from harness.vm.accel import KVM_ARGS, Accelerator, tcg
-from harness.vm.images import BuiltImage
 from harness.vm.machine import BootError, GuestMachine, cold_boot
-from harness.vm.manifest import ImageManifest
 
 MANIFEST = ImageManifest(
     name="sid",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import BuiltImage
+from harness.images.manifest import ImageManifest
 from harness.vm.accel import KVM_ARGS, Accelerator, tcg
-from harness.vm.images import BuiltImage
 from harness.vm.machine import GuestMachine, guest_spec
-from harness.vm.manifest import ImageManifest
 from harness.vm.qemu_cmdline import build_qemu_command
 from harness.vm.saved_state import (
     META_FILE,

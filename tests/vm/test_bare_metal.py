@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.resources import SUITE
+from harness.images.build import BuiltImage
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
 from harness.kmod.samples import SampleError, sample_source
-from harness.resources import SUITE
-from harness.vm.images import BuiltImage
 from harness.vm.machine import VFIO_MODULES, Vm
 from harness.vm.saved_state import start_vm
 from tests.packaging import Built, PackagingError, download_wheelhouse

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import build_image
 from harness.plugin.policy import vm_unavailable
-from harness.vm.images import build_image
 from harness.vm.machine import VFIO_MODULES, boot
 
 pytestmark = pytest.mark.vm

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import BuiltImage, build_image
+from harness.kernel.custom import MODULES_PARAM, prepare_custom_kernel
 from harness.plugin.policy import vm_unavailable
-from harness.vm.custom_kernel import MODULES_PARAM, prepare_custom_kernel
-from harness.vm.images import BuiltImage, build_image
 from harness.vm.machine import VFIO_MODULES, boot
 
 pytestmark = pytest.mark.vm

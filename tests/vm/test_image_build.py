@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from harness.images.build import build_image
 from harness.plugin.policy import vm_unavailable
-from harness.vm.images import build_image
 
 pytestmark = pytest.mark.vm
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.resources import RESOURCES
+from harness.core.resources import RESOURCES
 from tests.packaging import Built, PackagingError, download_wheelhouse
 from tests.vm.suite_junit import read_suite_junit
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import build_image
+from harness.kernel.build import build_kernel
+from harness.kernel.custom import prepare_custom_kernel
 from harness.plugin.policy import vm_required
-from harness.vm.custom_kernel import prepare_custom_kernel
-from harness.vm.images import build_image
-from harness.vm.kernel_build import build_kernel
 from harness.vm.machine import VFIO_MODULES, modules_check_command
 from harness.vm.saved_state import start_vm
 

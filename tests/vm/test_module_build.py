@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import BuiltImage, build_image
 from harness.kmod import builder
 from harness.kmod.build_env import BuildEnv, build_env_for
 from harness.kmod.builder import ModuleBuildError, build_module
 from harness.kmod.modinfo import module_info
 from harness.plugin.policy import vm_unavailable
-from harness.vm.images import BuiltImage, build_image
 from harness.vm.saved_state import start_vm
 
 pytestmark = pytest.mark.vm

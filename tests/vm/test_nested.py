@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from harness.images.build import BuiltImage, build_image, recipe_dir
 from harness.kmod.build_env import build_env_for
 from harness.kmod.builder import ModuleBuildError, build_module
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
@@ -39,7 +40,6 @@ from harness.plugin.policy import vm_required, vm_unavailable
 from harness.refdev import contract
 from harness.vm.accel import choose_accelerator
 from harness.vm.guest_python import run_guest_python
-from harness.vm.images import BuiltImage, build_image, recipe_dir
 from harness.vm.machine import Vm
 from harness.vm.saved_state import start_vm
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.images.build import BuiltImage, build_image
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
 from harness.plugin.policy import vm_unavailable
 from harness.refdev import contract
 from harness.vm.guest_python import run_guest_python
-from harness.vm.images import BuiltImage, build_image
 from harness.vm.saved_state import start_vm
 
 pytestmark = pytest.mark.vm

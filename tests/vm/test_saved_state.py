@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from harness.images.build import build_image
 from harness.plugin.policy import vm_unavailable
-from harness.vm.images import build_image
+from harness.ssh.errors import SshAuthError
+from harness.ssh.keys import load_run_key
+from harness.ssh.session import connect
 from harness.vm.machine import VFIO_MODULES
 from harness.vm.saved_state import find_saved_state, start_vm
-from harness.vm.ssh import connect
-from harness.vm.ssh_errors import SshAuthError
-from harness.vm.ssh_keys import load_run_key
 
 pytestmark = pytest.mark.vm
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from harness.closing import Closing
+from harness.core.closing import Closing
 from harness.mdev import MdevDevice, MdevSysfs, MdevType
 from harness.refdev import Direction, Method, RefDevice
 from harness.refdev import contract as c

@@ -1,0 +1,4 @@
+# SPDX-License-Identifier: MIT
+"""What every layer uses, standard library only (it is pushed into guests too): closing.py
+(Closing), cache.py (the cache and its entries), resources.py (where the suite, kmod/ and
+vm_images/ are)."""

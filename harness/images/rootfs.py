@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: MIT
+"""The guest's root tree (mmdebstrap) and its disk (`mke2fs -d`), with no loop mounts.
+
+mmdebstrap bootstraps the recipe's suite into a directory; the customize hook from
+harness/vm/guest_init installs the harness init and makes the SSH host key inside it. The
+directory then becomes a raw ext4 image with `mke2fs -t ext4 -d TREE`, which needs neither
+root-only mounts nor a loop device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.debian import DebianMirror
+from harness.images.recipe import Recipe
+
+# Docs, man pages and translations are dead weight in a test guest.
+BASE_PATH_EXCLUDES = (
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    # The initrd is the harness's own: stop the kernel's postinst from building one.
+    "/etc/kernel/postinst.d/initramfs-tools",
+)
+BASE_PATH_INCLUDES = ("/usr/share/doc/*/copyright",)
+MMDEBSTRAP_TIMEOUT_SECONDS = 1200
+MKE2FS_TIMEOUT_SECONDS = 600
+LOG_TAIL_LINES = 20
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+class RootfsError(RuntimeError):
+    """mmdebstrap, mke2fs or the installed tree failed; the message says what to try."""
+
+
+@dataclass(frozen=True)
+class InstalledKernel:
+    release: str
+    vmlinuz: Path
+    config: Path
+    modules_dir: Path
+
+
+def mmdebstrap_argv(
+    recipe: Recipe, mirror: DebianMirror, tree: Path, hook: Path, guest_files: Path
+) -> list[str]:
+    """The mmdebstrap command line that bootstraps `recipe` into the directory `tree`."""
+    argv = [
+        "mmdebstrap",
+        f"--variant={recipe.variant}",
+        "--include=" + ",".join(recipe.all_packages()),
+        # sid's Release is often past its Valid-Until by the time it is used.
+        '--aptopt=Acquire::Check-Valid-Until "false"',
+        f"--keyring={mirror.keyring}",
+    ]
+    argv += [f"--dpkgopt=path-exclude={p}" for p in (*BASE_PATH_EXCLUDES, *recipe.path_exclude)]
+    argv += [f"--dpkgopt=path-include={p}" for p in BASE_PATH_INCLUDES]
+    argv.append(
+        "--customize-hook=sh " + shlex.join([str(hook)]) + ' "$1" ' + shlex.quote(str(guest_files))
+    )
+    source = f"deb [signed-by={mirror.keyring}] {mirror.uri} {recipe.suite} main"
+    argv += [recipe.suite, str(tree), source]
+    return argv
+
+
+def run_logged(argv: Sequence[str], log: Path, timeout: float, what: str, hint: str) -> None:
+    """Run `argv` with its output in `log`; RootfsError with the log's tail on failure."""
+    env = dict(os.environ, LC_ALL="C.UTF-8", DEBIAN_FRONTEND="noninteractive")
+    try:
+        with log.open("ab") as out:
+            out.write(f"$ {shlex.join(argv)}\n".encode())
+            out.flush()
+            result = subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
+            )
+    except FileNotFoundError as err:
+        raise RootfsError(
+            f"{argv[0]} not found: install the host packages with `vfio-harness setup` (profile vm)"
+        ) from err
+    except subprocess.TimeoutExpired as err:
+        raise RootfsError(f"{what} timed out after {timeout:.0f} s; log: {log}\n{hint}") from err
+    if result.returncode != 0:
+        raise RootfsError(
+            f"{what} failed (exit {result.returncode}); log: {log}\n{log_tail(log)}\n{hint}"
+        )
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "  | (no log)"
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(f"  | {line}" for line in kept)
+
+
+def installed_kernel(tree: Path) -> InstalledKernel:
+    """The one kernel in the tree: /boot (bookworm, trixie) or /usr/lib/modules/<r>/ (sid)."""
+    modules_root = tree / "usr/lib/modules"
+    releases = sorted(p.name for p in modules_root.iterdir()) if modules_root.is_dir() else []
+    releases = [r for r in releases if (modules_root / r / "modules.dep").exists()]
+    if len(releases) != 1:
+        raise RootfsError(
+            f"expected one kernel under {modules_root}, found {releases or 'none'}: does the "
+            "recipe's kernel_package install exactly one kernel?"
+        )
+    release = releases[0]
+    modules_dir = modules_root / release
+
+    def first(*candidates: Path) -> Path:
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise RootfsError(f"kernel {release}: none of {[str(c) for c in candidates]} exists")
+
+    return InstalledKernel(
+        release=release,
+        vmlinuz=first(tree / f"boot/vmlinuz-{release}", modules_dir / "vmlinuz"),
+        config=first(tree / f"boot/config-{release}", modules_dir / "config"),
+        modules_dir=modules_dir,
+    )
+
+
+def tree_usage(tree: Path) -> tuple[int, int]:
+    """(bytes allocated, number of inodes) of a directory tree, without following links."""
+    total = 0
+    inodes = 0
+    for directory, dirnames, filenames in os.walk(tree):
+        for name in (*dirnames, *filenames):
+            inodes += 1
+            total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+    return total, inodes
+
+
+def disk_geometry(used_bytes: int, inodes: int, headroom_mib: int) -> tuple[int, int]:
+    """(size in MiB, inode count) for an ext4 disk holding the tree plus headroom."""
+    mib = 1 << 20
+    # ~6% ext4 metadata and journal, rounded up to 64 MiB steps.
+    size = math.ceil(used_bytes * 1.06 / mib) + 64 + headroom_mib
+    size = math.ceil(size / 64) * 64
+    return size, max(inodes * 2, 65536)
+
+
+def make_ext4(tree: Path, image: Path, headroom_mib: int, log: Path) -> int:
+    """Write `tree` into a new raw ext4 image; return its size in bytes."""
+    used, inodes = tree_usage(tree)
+    size_mib, inode_count = disk_geometry(used, inodes, headroom_mib)
+    argv = [
+        "mke2fs",
+        "-q",
+        "-F",
+        "-t",
+        "ext4",
+        "-L",
+        "harness-root",
+        "-N",
+        str(inode_count),
+        "-d",
+        str(tree),
+        str(image),
+        f"{size_mib}M",
+    ]
+    run_logged(
+        argv,
+        log,
+        MKE2FS_TIMEOUT_SECONDS,
+        "mke2fs",
+        "mke2fs -d needs e2fsprogs >= 1.43 and space in the cache directory.",
+    )
+    return size_mib << 20
+
+
+def mounts_under(path: Path, mountinfo: Path = MOUNTINFO) -> list[Path]:
+    """Mount points inside `path`, deepest first (from /proc/self/mountinfo)."""
+    try:
+        lines = mountinfo.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    prefix = str(path.resolve()) + "/"
+    points = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            if point.startswith(prefix):
+                points.append(Path(point))
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path, mountinfo: Path = MOUNTINFO) -> None:
+    """Delete a (possibly half-built) tree, never through a mount left by a killed mmdebstrap.
+
+    mmdebstrap bind-mounts the host's /sys and /dev nodes into the tree while it works; if it
+    was killed, deleting the tree blindly would recurse into them.
+    """
+    for point in mounts_under(path, mountinfo):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+    left = mounts_under(path, mountinfo)
+    if left:
+        raise RootfsError(
+            f"cannot delete {path}: {', '.join(map(str, left))} still mounted; unmount by hand "
+            "(umount -R) and run again"
+        )
+    shutil.rmtree(path, ignore_errors=True)
