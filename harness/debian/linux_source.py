@@ -12,14 +12,13 @@ its lists are fresh) for the candidate version.
 
 from __future__ import annotations
 
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build
 from harness.debian.archive import AptArchive
 from harness.debian.mirror import host_codename
 from harness.debian.packages import unpacked_package
@@ -69,23 +68,16 @@ def source_files(
     version = archive.candidate_version(package, chosen)
     entry = cache_dir(purpose) / f"{package}_{version.replace(':', '%3a')}"
     found = SourceFiles(entry, package, version, chosen)
-    if entry.is_dir():
-        return found
-    with entry_lock(entry):
-        if entry.is_dir():
-            return found
+
+    def extract(scratch: Path) -> SourceFiles:
         progress(f"{purpose}: fetching {package} {version} from Debian {chosen} ...")
         unpacked = unpacked_package(package, chosen, archive=archive)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
-        try:
-            extract_members(source_tarball(unpacked, package), members, scratch)
-            for name, text in (extra or {}).items():
-                (scratch / name).write_text(text, encoding="utf-8")
-            scratch.chmod(0o755)
-            scratch.rename(entry)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return found
+        extract_members(source_tarball(unpacked, package), members, scratch)
+        for name, text in (extra or {}).items():
+            (scratch / name).write_text(text, encoding="utf-8")
+        return found
+
+    return cached_build(entry, extract, lambda path: found if path.is_dir() else None).value
 
 
 def source_tarball(unpacked: Path, package: str) -> Path:

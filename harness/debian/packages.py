@@ -8,15 +8,12 @@ run for the same entry removes.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build
 from harness.debian.archive import (
     AptArchive,
     stderr_tail,
@@ -54,29 +51,24 @@ def unpacked_package(
         raise ValueError("pass either mirror or archive, not both")
     version = archive.candidate_version(package, suite)
     entry = unpacked_entry_path(package, suite, version)
-    if entry.is_dir():
+
+    def unpack(scratch: Path) -> Path:
+        download = scratch / ".deb"
+        deb = archive.download(package, suite, download, version=version)
+        extract_deb(deb, scratch)
+        shutil.rmtree(download)
         return entry
-    with _entry_lock(entry):
-        if not entry.is_dir():  # another process may have built it while we waited
-            _build_entry(archive, package, suite, version, entry)
-    return entry
+
+    return cached_build(entry, unpack, _if_unpacked).value
+
+
+def _if_unpacked(entry: Path) -> Path | None:
+    return entry if entry.is_dir() else None
 
 
 def unpacked_entry_path(package: str, suite: str, version: str) -> Path:
     # An epoch's ':' is legal in a file name but confuses tools that read PATH-like lists.
     return cache_dir("debian", "unpacked", package, suite) / version.replace(":", "%3a")
-
-
-def _build_entry(archive: AptArchive, package: str, suite: str, version: str, entry: Path) -> None:
-    _remove_leftovers(entry)
-    scratch = Path(tempfile.mkdtemp(prefix=_scratch_prefix(entry), dir=entry.parent))
-    try:
-        deb = archive.download(package, suite, scratch / "deb", version=version)
-        root = scratch / "root"
-        extract_deb(deb, root)
-        root.rename(entry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def extract_deb(deb: Path, dest: Path) -> None:
@@ -100,20 +92,3 @@ def extract_deb(deb: Path, dest: Path) -> None:
             f"{stderr_tail(result.stderr)}\n"
             "The download may be corrupt; run again to fetch it anew."
         )
-
-
-def _scratch_prefix(entry: Path) -> str:
-    return f".{entry.name}.tmp-"
-
-
-def _remove_leftovers(entry: Path) -> None:
-    """Scratch directories of runs killed mid-unpack; safe to delete under the entry lock."""
-    for leftover in entry.parent.glob(_scratch_prefix(entry) + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _entry_lock(entry: Path) -> Iterator[None]:
-    with entry.with_name(f".{entry.name}.lock").open("a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        yield

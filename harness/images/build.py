@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from harness.core.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build, prune
 from harness.core.progress import Progress, stderr_progress
 from harness.core.resources import RECIPES, ResourceNotFoundError
 from harness.debian import DebianMirror, debian_mirror
@@ -103,7 +103,10 @@ def images_root() -> Path:
 
 def cached_image(recipe: Recipe) -> BuiltImage | None:
     """The finished image of `recipe` if the cache has it (no lock, no build)."""
-    directory = images_root() / image_key(recipe)
+    return read_image(images_root() / image_key(recipe))
+
+
+def read_image(directory: Path) -> BuiltImage | None:
     if not (directory / MANIFEST_NAME).is_file():
         return None
     try:
@@ -126,43 +129,32 @@ def build_image(
 ) -> BuiltImage:
     """The image of `recipe` (a Recipe, a recipe file, or a name in vm_images/), built if needed."""
     recipe = resolve_recipe(recipe)
-    if not rebuild:
-        found = cached_image(recipe)
-        if found is not None:
-            return found
     key = image_key(recipe)
-    final = images_root() / key
-    with entry_lock(final):
-        found = cached_image(recipe)
-        if found is not None and not rebuild:
-            progress(f"{recipe.name}: built by another worker: {final}")
-            return found
-        remove_build_leftovers(final)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
-        try:
-            manifest = _build(recipe, key, debian_mirror(mirror), scratch, progress)
-            if final.exists():  # rebuild: move the old image aside, then drop it
-                old = final.with_name(f".{key}.old-{time.time_ns()}")
-                final.rename(old)
-                remove_tree(old)
-            scratch.chmod(0o755)  # mkdtemp made it private; the cache is for every user
-            scratch.rename(final)
-            final.with_name(f"{key}.failed.log").unlink(missing_ok=True)
-        finally:
-            if scratch.exists():
-                remove_tree(scratch)
-    for old in superseded_images(images_root(), recipe.name, keep=KEEP_IMAGES_PER_RECIPE):
-        progress(f"{recipe.name}: removing the superseded image {old.name}")
-        remove_tree(old)
-        old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
-    return BuiltImage(final, manifest)
+
+    def build(scratch: Path) -> BuiltImage:
+        manifest = _build(recipe, key, debian_mirror(mirror), scratch, progress)
+        (images_root() / f"{key}.failed.log").unlink(missing_ok=True)
+        return BuiltImage(images_root() / key, manifest)
+
+    image = cached_build(
+        images_root() / key, build, read_image, rebuild=rebuild, remove=remove_tree
+    )
+    if image.how == "another":
+        progress(f"{recipe.name}: built by another worker: {image.path}")
+    if image.how == "built":
+        for old in prune(superseded_candidates(images_root(), recipe.name), KEEP_IMAGES_PER_RECIPE,
+                         current=image.path, remove=remove_tree):  # fmt: skip
+            progress(f"{recipe.name}: removed the superseded image {old.name}")
+    return image.value
 
 
-def superseded_images(root: Path, name: str, keep: int) -> list[Path]:
-    """Images of recipe `name` beyond the `keep` newest (by build time, newest first)."""
-    built = [d for d in root.glob(f"{name}-*") if (d / MANIFEST_NAME).is_file()]
-    built.sort(key=lambda d: (d / MANIFEST_NAME).stat().st_mtime, reverse=True)
-    return built[keep:]
+def superseded_candidates(root: Path, name: str) -> list[tuple[float, Path]]:
+    """Built images of recipe `name`, with their build time."""
+    return [
+        ((d / MANIFEST_NAME).stat().st_mtime, d)
+        for d in root.glob(f"{name}-*")
+        if (d / MANIFEST_NAME).is_file()
+    ]
 
 
 def recipe_dir() -> Path:
@@ -271,10 +263,3 @@ def _host_key(tree: Path) -> str:
     if len(fields) < 2 or fields[0] != "ssh-ed25519":
         raise ImageBuildError(f"{path} does not hold an ed25519 public key: {key[:80]!r}")
     return f"{fields[0]} {fields[1]}"  # without dropbearkey's comment (the build host's name)
-
-
-def remove_build_leftovers(final: Path) -> None:
-    """Scratch directories of builds that were killed; safe to delete under the lock."""
-    for pattern in (f".{final.name}.tmp-*", f".{final.name}.old-*"):
-        for leftover in final.parent.glob(pattern):
-            remove_tree(leftover)

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build
 from harness.core.progress import Progress, stderr_progress
 from harness.debian import unpacked_package
 from harness.debian.hostdeps import PROFILES, missing_packages
@@ -138,35 +139,32 @@ def debian_kernel_tree(
     if not tarballs:
         raise KernelBuildError(f"{package} from {suite} holds no usr/src/linux-source-*.tar.*")
     name = safe_name(f"{package}_{unpacked.name}")
-    final = cache_dir("kernel-src") / name
-    if not final.is_dir():
-        with _locked(final):
-            if not final.is_dir():
-                started = time.monotonic()
-                progress(f"kernel source: extracting {tarballs[0].name}")
-                scratch = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=final.parent))
-                try:
-                    # GNU tar: faster than tarfile on ~80k files, and on every Python
-                    # (tarfile's extraction filters arrived in 3.11.4; Debian 12 has 3.11.2).
-                    untar = subprocess.run(
-                        ["tar", "-xf", str(tarballs[0]), "-C", str(scratch), "--no-same-owner"],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
-                    if untar.returncode != 0:
-                        raise KernelBuildError(
-                            f"extracting {tarballs[0]} failed: {untar.stderr.strip()[-500:]}"
-                        )
-                    scratch.chmod(0o755)
-                    scratch.rename(final)
-                finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
-                progress(f"kernel source: extracted in {_elapsed(started)}")
+
+    def extract(scratch: Path) -> Path:
+        started = time.monotonic()
+        progress(f"kernel source: extracting {tarballs[0].name}")
+        # GNU tar: faster than tarfile on ~80k files, and on every Python (tarfile's
+        # extraction filters arrived in 3.11.4; Debian 12 has 3.11.2).
+        untar = subprocess.run(
+            ["tar", "-xf", str(tarballs[0]), "-C", str(scratch), "--no-same-owner"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if untar.returncode != 0:
+            raise KernelBuildError(f"extracting {tarballs[0]} failed: {untar.stderr[-500:]}")
+        progress(f"kernel source: extracted in {_elapsed(started)}")
+        return cache_dir("kernel-src") / name
+
+    final = cached_build(cache_dir("kernel-src") / name, extract, _if_dir).value
     trees = [p for p in final.iterdir() if (p / "Makefile").is_file() and (p / "Kconfig").is_file()]
     if len(trees) != 1:
         raise KernelBuildError(f"expected one kernel tree in {final}, found {len(trees)}")
     return KernelTree(trees[0], name)
+
+
+def _if_dir(path: Path) -> Path | None:
+    return path if path.is_dir() else None
 
 
 def user_kernel_tree(path: Path) -> KernelTree:

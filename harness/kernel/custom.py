@@ -26,13 +26,13 @@ import contextlib
 import hashlib
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.core.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build, prune
 from harness.core.progress import Progress, stderr_progress
 from harness.debian import AptError, MirrorNotFoundError, PackageUnpackError, unpacked_package
 from harness.images.build import BuiltImage
@@ -156,46 +156,31 @@ def prepare_custom_kernel(
     """
     source = detect_kernel(path)
     key = fingerprint(source, build_salt())
-    final = kernels_root() / key
-    record = None if rebuild else BundleRecord.read(final)
-    if record is not None:
-        return _bundle(source, final, record)
-    with entry_lock(final):
-        record = None if rebuild else BundleRecord.read(final)
-        if record is not None:
-            progress(f"{source.label}: prepared by another worker: {final}")
-            return _bundle(source, final, record)
-        for leftover in final.parent.glob(f".{key}.tmp-*"):
-            remove_tree(leftover)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
-        try:
-            record = _build(source, key, scratch, busybox, progress)
-            if final.exists():  # rebuild, or a directory without its record
-                old = final.with_name(f".{key}.tmp-old-{time.time_ns()}")
-                final.rename(old)
-                remove_tree(old)
-            scratch.chmod(0o755)  # mkdtemp made it private; the cache is for every user
-            scratch.rename(final)
-        finally:
-            if scratch.exists():
-                remove_tree(scratch)
-    for old in superseded_bundles(kernels_root(), record.release, keep=KEEP_BUNDLES_PER_RELEASE):
-        progress(f"{source.label}: removing the superseded bundle {old.name}")
-        remove_tree(old)
-        old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
-    return _bundle(source, final, record)
+
+    def build(scratch: Path) -> BundleRecord:
+        return _build(source, key, scratch, busybox, progress)
+
+    record = cached_build(kernels_root() / key, build, BundleRecord.read, rebuild=rebuild,
+                          remove=remove_tree)  # fmt: skip
+    if record.how == "another":
+        progress(f"{source.label}: prepared by another worker: {record.path}")
+    if record.how == "built":
+        candidates = bundles_of(kernels_root(), record.value.release)
+        for old in prune(candidates, KEEP_BUNDLES_PER_RELEASE, current=record.path,
+                         remove=remove_tree):  # fmt: skip
+            progress(f"{source.label}: removed the superseded bundle {old.name}")
+    return _bundle(source, record.path, record.value)
 
 
-def superseded_bundles(root: Path, release: str, keep: int) -> list[Path]:
-    """Bundles of kernel `release` beyond the `keep` newest: each rebuild of a developer's
-    tree makes a new one (~100 MB), and only the latest few are booted again."""
-    same: list[Path] = []
+def bundles_of(root: Path, release: str) -> list[tuple[float, Path]]:
+    """Bundles of kernel `release`, with their build time: each rebuild of a developer's tree
+    makes a new one (~100 MB), and only the latest few are booted again."""
+    same: list[tuple[float, Path]] = []
     for record_file in root.glob(f"*/{BUNDLE_FILE}"):
         record = BundleRecord.read(record_file.parent)
         if record is not None and record.release == release:
-            same.append(record_file.parent)
-    same.sort(key=lambda d: (d / BUNDLE_FILE).stat().st_mtime, reverse=True)
-    return same[keep:]
+            same.append((record_file.stat().st_mtime, record_file.parent))
+    return same
 
 
 def _bundle(source: KernelSource, directory: Path, record: BundleRecord) -> KernelBundle:

@@ -17,22 +17,20 @@ is complete and parallel workers build it once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build, input_key
 from harness.core.progress import Progress, stderr_progress
 from harness.debian import DebianMirror, debian_mirror
-from harness.images.build import BuiltImage, remove_build_leftovers, resolve_recipe
+from harness.images.build import BuiltImage, resolve_recipe
 from harness.images.recipe import Recipe
 from harness.images.rootfs import (
     BASE_PATH_EXCLUDES,
@@ -112,18 +110,14 @@ def env_packages(recipe_packages: Sequence[str], release: str) -> tuple[str, ...
 
 def build_env_key(suite: str, variant: str, packages: Sequence[str], release: str) -> str:
     """`<suite>-<release>-<hash>`: the name says what it is, the hash what it holds."""
-    canonical = json.dumps(
-        {
-            "version": BUILD_ENV_VERSION,
-            "suite": suite,
-            "variant": variant,
-            "packages": list(packages),
-            "release": release,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return f"{suite}-{release}-{hashlib.sha256(canonical.encode()).hexdigest()[:16]}"
+    inputs = {
+        "version": BUILD_ENV_VERSION,
+        "suite": suite,
+        "variant": variant,
+        "packages": list(packages),
+        "release": release,
+    }
+    return f"{suite}-{release}-{input_key(inputs)}"
 
 
 def mmdebstrap_env_argv(
@@ -178,7 +172,10 @@ def envs_root() -> Path:
 
 def cached_build_env(key: str) -> BuildEnv | None:
     """The finished environment `key` if the cache has it (no lock, no build)."""
-    directory = envs_root() / key
+    return read_build_env(envs_root() / key)
+
+
+def read_build_env(directory: Path) -> BuildEnv | None:
     if not (directory / ENV_MANIFEST_NAME).is_file():
         return None
     try:
@@ -247,27 +244,18 @@ def build_env_for(
     problem = root_problem(f"building the module build environment for {request.image_name}")
     if problem:
         raise BuildEnvError(problem)
-    final = envs_root() / key
-    with entry_lock(final):
-        found = cached_build_env(key)
-        if found is not None and not rebuild:
-            progress(f"build-env {key}: built by another worker")
-            return found
-        remove_build_leftovers(final)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
-        try:
-            manifest = _bootstrap(request, debian_mirror(mirror), scratch, progress)
-            if final.exists():  # rebuild: move the old one aside, then drop it
-                old = final.with_name(f".{key}.old-{time.time_ns()}")
-                final.rename(old)
-                remove_tree(old)
-            scratch.chmod(0o755)  # mkdtemp made it private; the cache is for every user
-            scratch.rename(final)
-            final.with_name(f"{key}.failed.log").unlink(missing_ok=True)
-        finally:
-            if scratch.exists():
-                remove_tree(scratch)
-    return BuildEnv(final, manifest)
+
+    def build(scratch: Path) -> BuildEnv:
+        manifest = _bootstrap(request, debian_mirror(mirror), scratch, progress)
+        (envs_root() / f"{key}.failed.log").unlink(missing_ok=True)
+        return BuildEnv(envs_root() / key, manifest)
+
+    env = cached_build(
+        envs_root() / key, build, read_build_env, rebuild=rebuild, remove=remove_tree
+    )
+    if env.how == "another":
+        progress(f"build-env {key}: built by another worker")
+    return env.value
 
 
 def _bootstrap(

@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.core.cache import cache_dir, entry_lock
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build, input_key, prune
 from harness.core.progress import Progress, stderr_progress
 from harness.core.resources import KMOD, ResourceNotFoundError
 from harness.images.build import BuiltImage
@@ -125,8 +126,7 @@ def vendor_module_key(
     }
     if faults:
         settings["make_args"] = list(FAULTS_MAKE_ARGS)
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    return f"{release}-{'faults-' if faults else ''}{digest}"
+    return f"{release}-{'faults-' if faults else ''}{input_key(settings)}"
 
 
 # The test build of kmod/ with the deliberate bugs of kmod/faults.h.
@@ -207,16 +207,17 @@ def cached_vendor_module(
         key = vendor_module_key(
             digest, target.env_key, target.compiler, target.kernel_release, faults=faults
         )
-        entry = root / key
-        what = "cached"
-        if not (entry / RECORD_NAME).is_file():
-            with entry_lock(entry):
-                if not (entry / RECORD_NAME).is_file():
-                    make_args = FAULTS_MAKE_ARGS if faults else ()
-                    _build_entry(snapshot, digest, target, entry, progress, make_args)
-                    _drop_superseded(root, target.kernel_release, entry)
-                    what = "built"
-    record = VendorModuleRecord.read(entry)
+        make_args = FAULTS_MAKE_ARGS if faults else ()
+
+        def build(scratch: Path) -> VendorModuleRecord:
+            return _build_entry(snapshot, digest, target, scratch, key, progress, make_args)
+
+        built = cached_build(root / key, build, _read_record)
+    entry = built.path
+    what = "built" if built.how == "built" else "cached"
+    if built.how == "built":
+        prune(_entries_of(root, target.kernel_release), KEEP_PER_RELEASE, current=entry)
+    record = built.value
     module = module_to_load(record.modules, source)
     if module == MODULE_FILE:
         _check_warning_free(record, entry)
@@ -240,41 +241,42 @@ def module_to_load(built: Sequence[str], source: Path) -> str:
     )
 
 
+def _read_record(entry: Path) -> VendorModuleRecord | None:
+    if not (entry / RECORD_NAME).is_file():
+        return None
+    return VendorModuleRecord.read(entry)
+
+
 def _build_entry(
     source: Path,
     digest: str,
     target: ModuleTarget,
-    entry: Path,
+    scratch: Path,
+    key: str,
     progress: Progress,
     make_args: tuple[str, ...] = (),
-) -> None:
+) -> VendorModuleRecord:
     release = target.kernel_release
-    for leftover in entry.parent.glob(f".{entry.name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
     try:
-        try:
-            built = target.build(source, scratch, make_args, progress)
-        except ModuleBuildError as err:
-            raise VendorModuleError(f"{source.name}/ does not build for {release}: {err}") from None
-        names = tuple(m.name for m in built.modules)
-        module_to_load(names, source)
-        VendorModuleRecord(
-            key=entry.name,
-            source_digest=digest,
-            env_key=target.env_key,
-            compiler=target.compiler,
-            kernel_release=release,
-            modules=names,
-            warnings=built.warnings,
-            modpost_warnings=built.modpost_warnings,
-            build_seconds=built.seconds,
-            built_at=time.time(),
-        ).write(scratch)
-        scratch.chmod(0o755)
-        scratch.rename(entry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        built = target.build(source, scratch, make_args, progress)
+    except ModuleBuildError as err:
+        raise VendorModuleError(f"{source.name}/ does not build for {release}: {err}") from None
+    names = tuple(m.name for m in built.modules)
+    module_to_load(names, source)
+    record = VendorModuleRecord(
+        key=key,
+        source_digest=digest,
+        env_key=target.env_key,
+        compiler=target.compiler,
+        kernel_release=release,
+        modules=names,
+        warnings=built.warnings,
+        modpost_warnings=built.modpost_warnings,
+        build_seconds=built.seconds,
+        built_at=time.time(),
+    )
+    record.write(scratch)
+    return record
 
 
 def _check_warning_free(record: VendorModuleRecord, entry: Path) -> None:
@@ -289,17 +291,13 @@ def _check_warning_free(record: VendorModuleRecord, entry: Path) -> None:
     )
 
 
-def _drop_superseded(root: Path, release: str, current: Path) -> None:
-    """Entries of `release` beyond the KEEP_PER_RELEASE newest: older states of the source."""
+def _entries_of(root: Path, release: str) -> list[tuple[float, Path]]:
+    """Builds of `release` in `root` (older states of the source), with their build time."""
     entries = []
     for directory in root.glob(f"{release}-*"):
         with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
             entries.append((VendorModuleRecord.read(directory).built_at, directory))
-    entries.sort(reverse=True)
-    for _, old in entries[KEEP_PER_RELEASE:]:
-        if old != current:
-            shutil.rmtree(old, ignore_errors=True)
-            old.with_name(f".{old.name}.lock").unlink(missing_ok=True)
+    return entries
 
 
 __all__ = [

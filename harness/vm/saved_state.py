@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.core.cache import cache_dir
+from harness.core.cached_build import prune
 from harness.core.progress import Progress
 from harness.images.build import BuiltImage
 from harness.ssh.errors import SshError
@@ -125,10 +126,14 @@ def find_saved_state(machine: GuestMachine) -> SavedState | None:
 
 
 def discard(saved: SavedState) -> None:
+    _discard_path(saved.path)
+
+
+def _discard_path(path: Path) -> None:
     # Renamed first, so no other worker starts loading a half-deleted state.
-    doomed = saved.path.with_name(f".discarded-{saved.path.name}-{os.getpid()}")
+    doomed = path.with_name(f".discarded-{path.name}-{os.getpid()}")
     with contextlib.suppress(FileNotFoundError):
-        saved.path.rename(doomed)
+        path.rename(doomed)
     shutil.rmtree(doomed, ignore_errors=True)
 
 
@@ -137,14 +142,17 @@ def _discard_superseded(current: SavedState) -> None:
     device list gave them another key, and nothing will load them again."""
     mine = current.meta()
     same = ("label", "accelerator", "memory_mib", "smp")
+    others = []
     for meta_file in states_dir().glob(f"{mine['label']}-*/{META_FILE}"):
-        other = SavedState(meta_file.parent)
-        if other.path == current.path:
-            continue
         with contextlib.suppress(OSError, ValueError):
-            if all(other.meta().get(k) == mine[k] for k in same):
-                discard(other)
-                (other.path.parent / f"{other.path.name}.lock").unlink(missing_ok=True)
+            meta = SavedState(meta_file.parent).meta()
+            saved_at = meta.get("saved_at")
+            if all(meta.get(k) == mine[k] for k in same):
+                stamp = float(saved_at) if isinstance(saved_at, int | float) else 0.0
+                others.append((stamp, meta_file.parent))
+    # Each state's lock is `<name>.lock` beside it (not `.<name>.lock`): removed here.
+    for old in prune(others, 0, current=current.path, remove=_discard_path):
+        (old.parent / f"{old.name}.lock").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -538,7 +538,8 @@ def test_a_name_also_resolves_in_a_subdirectory(
 
 
 def test_only_the_newest_images_of_a_recipe_are_kept(tmp_path: Path) -> None:
-    from harness.images.build import superseded_images
+    from harness.core.cached_build import prune
+    from harness.images.build import superseded_candidates
     from harness.images.manifest import MANIFEST_NAME
 
     for age, name in enumerate(["bookworm-new", "bookworm-mid", "bookworm-old", "trixie-old"]):
@@ -547,5 +548,11 @@ def test_only_the_newest_images_of_a_recipe_are_kept(tmp_path: Path) -> None:
         manifest.write_text("{}")
         os.utime(manifest, (1000 - age, 1000 - age))
     (tmp_path / "bookworm-unfinished").mkdir()  # no manifest: a build in progress
-    assert superseded_images(tmp_path, "bookworm", keep=2) == [tmp_path / "bookworm-old"]
-    assert superseded_images(tmp_path, "trixie", keep=2) == []
+    assert prune(superseded_candidates(tmp_path, "trixie"), 2) == []
+    assert prune(superseded_candidates(tmp_path, "bookworm"), 2) == [tmp_path / "bookworm-old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bookworm-mid",
+        "bookworm-new",
+        "bookworm-unfinished",
+        "trixie-old",
+    ]

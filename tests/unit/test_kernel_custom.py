@@ -695,7 +695,8 @@ def test_bundle_for_image(tmp_path: Path) -> None:
 
 
 def test_only_the_newest_bundles_of_a_release_are_kept(tmp_path: Path) -> None:
-    from harness.kernel.custom import BUNDLE_FILE, BundleRecord, superseded_bundles
+    from harness.core.cached_build import prune
+    from harness.kernel.custom import BUNDLE_FILE, BundleRecord, bundles_of
 
     def bundle(name: str, release: str, age: int) -> Path:
         directory = tmp_path / name
@@ -709,8 +710,10 @@ def test_only_the_newest_bundles_of_a_release_are_kept(tmp_path: Path) -> None:
     bundle("6.12.0-b", "6.12.0", 1)
     oldest = bundle("6.12.0-c", "6.12.0", 2)
     bundle("6.12.01-x", "6.12.01", 3)  # another release, despite the common prefix
-    assert superseded_bundles(tmp_path, "6.12.0", keep=2) == [oldest]
-    assert superseded_bundles(tmp_path, "6.12.01", keep=2) == []
+    assert prune(bundles_of(tmp_path, "6.12.01"), 2) == []
+    assert prune(bundles_of(tmp_path, "6.12.0"), 2) == [oldest]
+    assert not oldest.exists()
+    assert (tmp_path / "6.12.01-x").is_dir()
 
 
 @pytest.mark.parametrize(
