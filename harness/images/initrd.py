@@ -19,9 +19,10 @@ import gzip
 import lzma
 import subprocess
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from harness.core import cpio
 
 # Loaded in this order (dependencies first); missing *and* not built in is an error.
 REQUIRED_MODULES = ("virtio_pci", "virtio_blk", "ext4")
@@ -31,25 +32,9 @@ MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 MODULES_LIST = "etc/modules.load"
 INIT_RESOURCE = "initrd_init.sh"
 
-_DIR = 0o040755
-_FILE = 0o100644
-_EXEC = 0o100755
-_CHAR = 0o020600
-_SYMLINK = 0o120777
-
 
 class InitrdError(RuntimeError):
     """The kernel's modules directory lacks something the initrd needs."""
-
-
-@dataclass(frozen=True)
-class CpioEntry:
-    """One member of the archive: path without leading '/', mode with file type bits."""
-
-    path: str
-    mode: int
-    data: bytes = b""
-    rdev: tuple[int, int] = (0, 0)
 
 
 def module_name(path: str) -> str:
@@ -151,56 +136,25 @@ def init_script() -> bytes:
 
 def initrd_entries(
     busybox: Path, modules_dir: Path | None, modules: Iterable[str]
-) -> list[CpioEntry]:
+) -> list[cpio.Entry]:
     """Everything the initrd holds, in archive order (directories before their contents)."""
     entries = [
-        CpioEntry(d, _DIR)
+        cpio.directory(d)
         for d in ("bin", "dev", "etc", "lib", "lib/modules", "newroot", "proc", "sys")
     ]
-    entries.append(CpioEntry("dev/console", _CHAR, rdev=(5, 1)))
-    entries.append(CpioEntry("bin/busybox", _EXEC, busybox.read_bytes()))
-    entries.append(CpioEntry("bin/sh", _SYMLINK, b"busybox"))
-    entries.append(CpioEntry("init", _EXEC, init_script()))
+    entries.append(cpio.char_device("dev/console", 5, 1))
+    entries.append(cpio.file("bin/busybox", busybox.read_bytes(), executable=True))
+    entries.append(cpio.symlink("bin/sh", "busybox"))
+    entries.append(cpio.file("init", init_script(), executable=True))
     names: list[str] = []
     for relative in modules:
         if modules_dir is None:
             raise InitrdError(f"module {relative} asked for, but the kernel has no modules dir")
         name = module_name(relative) + ".ko"
-        entries.append(CpioEntry(f"lib/modules/{name}", _FILE, read_module(modules_dir / relative)))
+        entries.append(cpio.file(f"lib/modules/{name}", read_module(modules_dir / relative)))
         names.append(name)
-    entries.append(CpioEntry(MODULES_LIST, _FILE, "".join(f"{n}\n" for n in names).encode()))
+    entries.append(cpio.file(MODULES_LIST, "".join(f"{n}\n" for n in names).encode()))
     return entries
-
-
-def cpio_newc(entries: Iterable[CpioEntry]) -> bytes:
-    """A newc ("070701") archive, as the kernel's initramfs unpacker reads it."""
-    out = bytearray()
-    inode = 1
-    for entry in [*entries, CpioEntry("TRAILER!!!", 0)]:
-        name = entry.path.encode() + b"\0"
-        fields = (
-            inode,
-            entry.mode,
-            0,  # uid
-            0,  # gid
-            2 if entry.mode & 0o170000 == 0o040000 else 1,
-            0,  # mtime: fixed, so the same inputs give the same bytes
-            len(entry.data),
-            0,  # devmajor
-            0,  # devminor
-            entry.rdev[0],
-            entry.rdev[1],
-            len(name),
-            0,  # check
-        )
-        out += b"070701" + b"".join(f"{value:08x}".encode() for value in fields)
-        out += name
-        out += b"\0" * (-len(out) % 4)
-        out += entry.data
-        out += b"\0" * (-len(out) % 4)
-        inode += 1
-    out += b"\0" * (-len(out) % 512)
-    return bytes(out)
 
 
 def build_initrd(
@@ -218,6 +172,6 @@ def build_initrd(
     modules = resolve_modules(modules_dir, builtin=builtin)
     entries = initrd_entries(busybox, modules_dir, modules)
     tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_bytes(cpio_newc(entries))
+    tmp.write_bytes(cpio.archive(entries))
     tmp.replace(dest)
     return [module_name(m) for m in modules]

@@ -9,7 +9,7 @@ machine.py) with two backends:
   its qtest socket (qtest.py): port I/O on 0xcf8/0xcfc, MMIO, guest RAM, IOAPIC interrupts.
   Fast: this is what CI runs.
 - `ShellMachine` (shell_machine.py): L1's QEMU boots a tiny L2 (the image's kernel, a busybox
-  initramfs from initramfs.py); its shell is driven over the serial console (sysfs, devmem).
+  initramfs from harness.core.cpio); its shell is driven over the serial console (sysfs, devmem).
 
 steps.py holds the checks of the issue's steps 1-5, written once against `Machine`; qemu.py
 starts L1's QEMU (command lines, sockets, trace log); evidence.py reads what QEMU itself says

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.nested import initramfs as cpio
+from harness.core import cpio
 from harness.nested.qemu import L1Qemu
 from harness.nested.shell_machine import ShellMachine
 

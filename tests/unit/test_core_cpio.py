@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""harness.nested.initramfs: newc archives, checked by our parser and by cpio(1)."""
+"""harness.core.cpio: newc archives, checked by our parser and by cpio(1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.nested import initramfs as cpio
+from harness.core import cpio
 from harness.nested.l2 import INIT, MODULE_NAME, initramfs_entries
 
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: MIT
-"""A newc ("070701") cpio archive, as the kernel unpacks an initramfs, in pure Python.
+"""A newc ("070701") cpio archive, as the kernel unpacks an initramfs, in pure Python: the
+initrd of every image and custom kernel (harness.images.initrd) and L2's initramfs, built in a
+guest (harness.nested.l2).
 
-Written here rather than with cpio(1) so that it needs no root for device nodes (the L2
-initramfs carries /dev/console, which the kernel opens for init before anything could mount
-devtmpfs) and is the same bytes for the same input (fixed inode numbers and mtime).
+Written here rather than with cpio(1) so that it needs no root for device nodes (an initramfs
+carries /dev/console, which the kernel opens for init before anything could mount devtmpfs)
+and is the same bytes for the same input (fixed inode numbers and mtime).
 """
 
 from __future__ import annotations
