@@ -99,9 +99,9 @@ def _start(args: argparse.Namespace) -> Vm:
     from harness.kernel.choice import KernelChoiceError, parse_kernels
     from harness.kernel.prepare import KERNEL_ERRORS
     from harness.plugin.pool import VmPool
+    from harness.qemu.qmp import QmpError
     from harness.ssh.errors import SshError
     from harness.vm.machine import BootError
-    from harness.vm.qmp import QmpCommandError
     from harness.vm.saved_state import SavedStateError
 
     try:
@@ -111,7 +111,7 @@ def _start(args: argparse.Namespace) -> Vm:
         pool = VmPool(fresh=args.fresh, memory_mib=args.memory, progress=_progress)
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
-            BootError, QmpCommandError, SavedStateError, SshError) as exc:  # fmt: skip
+            BootError, QmpError, SavedStateError, SshError) as exc:  # fmt: skip
         raise UserError(str(exc)) from None
     except KERNEL_ERRORS as exc:  # a kernel recipe that does not build, a kernel that won't do
         raise UserError(str(exc)) from None

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from harness.core.closing import Closing
-from harness.nested.qmp_lite import QmpError, QmpLite
-from harness.nested.qtest import QtestClient
+from harness.qemu.qmp import QmpClient, QmpError
+from harness.qemu.qtest import QtestClient
 
 QEMU_BINARY = "qemu-system-x86_64"
 TRACE_EVENTS = ("vfio_*",)  # QEMU's own account of the VFIO API calls it makes (step 1)
@@ -168,8 +168,8 @@ class L1Qemu(Closing):
         try:
             accepted = {name: self._accept(name, sock) for name, sock in listeners.items()}
             # QEMU connects to its chardevs in command-line order, but answers QMP only once
-            # the machine is created; the greeting wait is inside QmpLite.
-            self.qmp = QmpLite(accepted["qmp"], alive=self.why_gone)
+            # the machine is created; the greeting wait is inside QmpClient.
+            self.qmp = QmpClient(accepted["qmp"], alive=self.why_gone)
             if "qtest" in accepted:
                 self.qtest = QtestClient(accepted["qtest"], alive=self.why_gone)
             self.serial = accepted.get("serial")

@@ -22,7 +22,7 @@ from harness.nested.pci import (
     find_function,
     size_bars,
 )
-from harness.nested.qtest import IrqEvent, QtestClient
+from harness.qemu.qtest import IrqEvent, QtestClient
 
 # Where probe() places BARs: above q35's MMCONFIG window (0xb0000000, 256 MiB), below the
 # IOAPIC/HPET/LAPIC area at 0xfec00000. Everything not RAM is PCI space on q35.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from harness.nested.machine import Probed
 from harness.nested.pci import Bar, Bdf
-from harness.nested.qtest import LineReader
+from harness.qemu.lines import LineReader
 
 READY = "@@READY"
 COMMAND_TIMEOUT_S = 300.0
@@ -99,7 +99,7 @@ class ShellMachine:
 
     def __init__(self, serial: socket.socket, console_log: Path, dma_area: tuple[int, int]) -> None:
         self.sock = serial
-        self.reader = LineReader(serial)
+        self.reader = LineReader(serial, "serial console")
         self.console = console_log.open("a", encoding="utf-8", errors="replace")
         self._dma_area = dma_area
         self.sequence = 0

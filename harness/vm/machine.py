@@ -30,6 +30,7 @@ from harness.core.cache import cache_dir
 from harness.core.closing import Closing
 from harness.core.progress import Progress
 from harness.images.build import BuiltImage
+from harness.qemu.qmp import QmpClient
 from harness.ssh.keys import RunKey, generate_run_key
 from harness.ssh.session import SshSession, wait_for_ssh
 from harness.vm.accel import Accelerator, choose_accelerator
@@ -38,7 +39,6 @@ from harness.vm.console_watch import ConsoleWatch
 from harness.vm.overlay import create_overlay
 from harness.vm.ports import reserve_port
 from harness.vm.qemu_cmdline import VmSpec, build_qemu_command
-from harness.vm.qmp import QmpClient
 from harness.vm.run_dir import RunDir, sweep_stale_runs
 from harness.vm.watchdog import Watchdog
 

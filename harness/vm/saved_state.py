@@ -37,6 +37,7 @@ from harness.core.cache import cache_dir
 from harness.core.cached_build import prune
 from harness.core.progress import Progress
 from harness.images.build import BuiltImage
+from harness.qemu.qmp import QmpError
 from harness.ssh.errors import SshError
 from harness.ssh.keys import RUN_KEY_NAME, generate_run_key, load_run_key
 from harness.ssh.session import SshSession
@@ -59,7 +60,6 @@ from harness.vm.machine import (
 )
 from harness.vm.overlay import create_overlay
 from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
-from harness.vm.qmp import QmpCommandError
 
 STATE_FORMAT = 1
 STATE_FILE = "state"
@@ -231,7 +231,7 @@ def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
             launched.qmp.wait_incoming(LOAD_TIMEOUT_S * machine.accelerator.timeout_scale)
             if launched.qmp.status() != "running":
                 launched.qmp.cont()
-        except QmpCommandError as exc:
+        except QmpError as exc:
             raise SavedStateError(f"{machine.label}: loading {saved.path} failed: {exc}") from None
         ssh = wait_until_ready(machine, launched, saved_key, first_probe_timeout=0.5)
         key = generate_run_key(run.path)

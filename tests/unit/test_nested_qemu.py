@@ -9,7 +9,7 @@ import pytest
 
 from harness.nested.l2 import kernel_command_line
 from harness.nested.qemu import L1Spec, l1_accelerator, qemu_command
-from harness.nested.qmp_lite import QmpError, parse_message
+from harness.qemu.qmp import QmpError, parse_message
 
 MDEV = "/sys/bus/mdev/devices/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001"
 

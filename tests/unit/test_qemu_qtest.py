@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""harness.nested.qtest: the protocol's parsing, the client against a scripted peer, and the
+"""harness.qemu.qtest: the protocol's parsing, the client against a scripted peer, and the
 client plus PCI probing (QtestMachine) against a real QEMU that runs no guest code (-S)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.nested.pci import Bdf
-from harness.nested.qtest import (
+from harness.nested.qtest_machine import QtestMachine
+from harness.qemu.qtest import (
     IrqEvent,
     QtestClient,
     QtestError,
@@ -26,7 +27,6 @@ from harness.nested.qtest import (
     parse_number,
     parse_reply,
 )
-from harness.nested.qtest_machine import QtestMachine
 
 QEMU = shutil.which("qemu-system-x86_64")
 

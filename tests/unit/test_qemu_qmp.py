@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.vm.qmp import QmpClient, QmpCommandError
+from harness.qemu.qmp import QmpClient, QmpError
 
 QEMU = shutil.which("qemu-system-x86_64")
 
@@ -51,12 +51,12 @@ def test_status_stop_cont_and_quit(idle_qemu: tuple[subprocess.Popen[bytes], Pat
         assert qmp.status() == "running"
         qmp.stop()
         assert qmp.status() == "paused"
-        with pytest.raises(QmpCommandError, match="no-such-command"):
-            qmp.command("no-such-command")
+        with pytest.raises(QmpError, match="no-such-command"):
+            qmp.execute("no-such-command")
         qmp.quit()
     assert process.wait(timeout=10) == 0
 
 
 def test_connect_gives_up_with_a_hint(tmp_path: Path) -> None:
-    with pytest.raises(QmpCommandError, match="did QEMU start"):
+    with pytest.raises(QmpError, match="did QEMU start"):
         QmpClient.connect(tmp_path / "absent.sock", timeout=0.2)

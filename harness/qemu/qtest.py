@@ -15,13 +15,13 @@ therefore validates its arguments itself (address and value ranges) before sendi
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.core.closing import Closing
+from harness.qemu.lines import ConnectionClosedError, LineReader
 
 PORT_MAX = 0xFFFF
 ADDRESS_MAX = (1 << 64) - 1
@@ -98,31 +98,6 @@ def check_value(value: int, bits: int, what: str) -> None:
         raise ValueError(f"{what} {value:#x} does not fit in {bits} bits")
 
 
-class LineReader:
-    """Lines from a socket, with a deadline on every wait."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._buffer = b""
-
-    def readline(self, timeout: float) -> str | None:
-        """The next line without its newline, or None if none came within `timeout`."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
-                return None
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise QtestError("QEMU closed the qtest connection (did it exit?)")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return line.decode("ascii", errors="replace")
-
-
 class QtestClient(Closing):
     """One qtest connection. Requests are synchronous; IRQ messages are collected."""
 
@@ -137,7 +112,7 @@ class QtestClient(Closing):
         self.timeout = timeout
         # Says why QEMU is gone (e.g. "exited with status 1"), or None while it runs.
         self.alive = alive
-        self.reader = LineReader(sock)
+        self.reader = LineReader(sock, "qtest")
         self.irq_events: list[IrqEvent] = []
         self.requests = 0
 
@@ -153,7 +128,7 @@ class QtestClient(Closing):
         self.requests += 1
         deadline = time.monotonic() + self.timeout
         while True:
-            got = self.reader.readline(max(0.0, deadline - time.monotonic()))
+            got = self._readline(max(0.0, deadline - time.monotonic()))
             if got is None:
                 raise QtestError(
                     f"no qtest reply to {line[:60]!r} within {self.timeout:.0f} s "
@@ -170,11 +145,17 @@ class QtestClient(Closing):
     def _why_gone(self) -> str:
         return self.alive() or "QEMU is still running"
 
+    def _readline(self, timeout: float) -> str | None:
+        try:
+            return self.reader.readline(timeout)
+        except ConnectionClosedError as err:
+            raise QtestError(str(err)) from None
+
     def poll(self, timeout: float = 0.0) -> None:
         """Collect IRQ messages that arrive within `timeout` (none is pending a reply)."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self.reader.readline(max(0.0, deadline - time.monotonic()))
+            got = self._readline(max(0.0, deadline - time.monotonic()))
             if got is None:
                 return
             if not is_async(got):
