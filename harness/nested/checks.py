@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Checking framework of the nested steps: results by check name, failures that name
-their step, prerequisites, and small helpers for data and pages.
+their step, and prerequisites (the assertions are harness.core.checks).
 
 Every check has a name "<step>.<what>"; `Results` maps it to "ok" or to a message that says
 which step broke and how. A check whose prerequisite failed is reported as not run, naming
@@ -13,12 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-PAGE = 4096
-
-
-class StepError(AssertionError):
-    """A check found the device or QEMU not doing what the step requires."""
-
+from harness.core.checks import CheckError
 
 STEP_TITLES = {
     "1": "QEMU opens the mdev through the VFIO API and reads its regions and IRQs",
@@ -27,33 +22,6 @@ STEP_TITLES = {
     "4": "DMA: QEMU maps guest memory, the device pins it and copies both ways, unmap unpins",
     "5": "the completion interrupt reaches the guest (MSI and INTx)",
 }
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise StepError(message)
-
-
-def equal(actual: object, expected: object, what: str) -> None:
-    if actual != expected:
-        shown = [hex(v) if isinstance(v, int) else repr(v) for v in (actual, expected)]
-        raise StepError(f"{what}: got {shown[0]}, expected {shown[1]}")
-
-
-def pages_spanned(start: int, length: int) -> int:
-    return (start + length - 1) // PAGE - start // PAGE + 1
-
-
-def pattern(length: int, seed: int) -> bytes:
-    """Bytes that differ at every offset and between seeds (a shifted copy would not match)."""
-    return bytes((seed * 31 + i * 7 + (i >> 8)) & 0xFF for i in range(length))
-
-
-def first_difference(got: bytes, expected: bytes) -> str:
-    for index, (a, b) in enumerate(zip(got, expected, strict=False)):
-        if a != b:
-            return f"first difference at byte {index}: {a:#04x} != {b:#04x}"
-    return f"lengths {len(got)} != {len(expected)}"
 
 
 @dataclass
@@ -71,7 +39,7 @@ class Results:
         try:
             check()
         except Exception as exc:  # every failure is a result; none stops the others
-            kind = "" if isinstance(exc, StepError) else f"{type(exc).__name__}: "
+            kind = "" if isinstance(exc, CheckError) else f"{type(exc).__name__}: "
             self.results[name] = f"step {step} ({STEP_TITLES[step]}) broke: {kind}{exc}"
             return False
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from harness.nested.checks import PAGE, expect
+from harness.core.checks import PAGE, expect
 from harness.nested.machine import Machine, Probed
 from harness.refdev import registers as r
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from harness.nested.checks import equal, expect
+from harness.core.checks import equal, expect
 from harness.nested.scenario import QemuView, Scenario
 from harness.nested.trace import covered, mapped_ranges, trace_lines
 from harness.refdev import contract as c

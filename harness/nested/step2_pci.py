@@ -5,8 +5,8 @@ it as a driver's probe does (memory decode, bus mastering).
 
 from __future__ import annotations
 
+from harness.core.checks import equal, expect
 from harness.nested import pci
-from harness.nested.checks import equal, expect
 from harness.nested.scenario import Regs, Scenario
 from harness.refdev import contract as c
 from harness.refdev import registers as r

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from harness.nested.checks import PAGE, equal, expect
+from harness.core.checks import PAGE, equal, expect
 from harness.nested.scenario import Scenario
 from harness.nested.trace import trace_lines
 from harness.refdev import registers as r

@@ -6,8 +6,8 @@ methods (pinning, vfio_dma_rw); pages it keeps pinned are released when QEMU unm
 
 from __future__ import annotations
 
+from harness.core.checks import PAGE, equal, expect, first_difference, pages_spanned, pattern
 from harness.nested import pci
-from harness.nested.checks import PAGE, equal, expect, first_difference, pages_spanned, pattern
 from harness.nested.scenario import Scenario, dma_ok
 from harness.nested.trace import covered, mapped_ranges
 from harness.refdev import registers as r

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
+from harness.core.checks import CheckError, equal, expect
 from harness.nested import pci
-from harness.nested.checks import StepError, equal, expect
 from harness.nested.scenario import Scenario, dma_ok
 from harness.nested.trace import covered, mapped_ranges, trace_lines
 from harness.refdev import registers as r
@@ -86,7 +86,7 @@ def _msi_fires(s: Scenario, target: int) -> None:
     expect(bool(trace_lines(trace, "vfio_msi_enable")), "QEMU never enabled MSI through SET_IRQS")
     signalled = any(f"{target:#x}" in line for line in trace_lines(trace, "vfio_msi_interrupt"))
     if value != MSI_DATA:
-        raise StepError(
+        raise CheckError(
             f"MSI message in guest RAM at {target:#x} {IRQ_WAIT_S:.0f} s after the DMA_DONE "
             f"interrupt: got {value:#x}, expected {MSI_DATA:#x}; {_msi_diagnosis(s, signalled)}"
         )

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from harness.core.checks import CheckError, pages_spanned, pattern
 from harness.nested import step1_qemu
-from harness.nested.checks import Results, StepError, pages_spanned, pattern
+from harness.nested.checks import Results
 from harness.nested.machine import Probed
 from harness.nested.scenario import Scenario
 from harness.nested.steps import run_steps
@@ -59,12 +60,12 @@ def test_step1_accepts_qemus_account_of_our_device() -> None:
 
 
 def test_step1_names_what_is_missing() -> None:
-    with pytest.raises(StepError, match="BAR2 region size QEMU read: got 0x100000, expected"):
+    with pytest.raises(CheckError, match="BAR2 region size QEMU read: got 0x100000, expected"):
         step1_qemu.check_trace_regions(TRACE, 8 << 20)
     without_msi = "\n".join(line for line in TRACE.splitlines() if "msi" not in line)
-    with pytest.raises(StepError, match="no MSI capability"):
+    with pytest.raises(CheckError, match="no MSI capability"):
         step1_qemu.check_trace_irqs(without_msi)
-    with pytest.raises(StepError, match="no vfio_get_device event"):
+    with pytest.raises(CheckError, match="no vfio_get_device event"):
         step1_qemu.check_trace_device(TRACE, "another-uuid")
 
 
@@ -72,7 +73,7 @@ def test_results_name_the_step_and_the_prerequisite() -> None:
     results = Results()
 
     def broken() -> None:
-        raise StepError("BAR0 size: got 0x2000, expected 0x1000")
+        raise CheckError("BAR0 size: got 0x2000, expected 0x1000")
 
     def crashed() -> None:
         raise KeyError("regions")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from harness.core.checks import describe, differ, equal, expect_errno, same_bytes
 from harness.core.closing import Closing
 from harness.mdev import MdevDevice, MdevSysfs, MdevType
 from harness.refdev import Direction, Method, RefDevice
@@ -264,7 +265,7 @@ class Checks:
         try:
             value = action()
         except Exception as exc:  # every failure is reported, none stops the others
-            self.report(check, FAIL, describe(exc))
+            self.report(check, FAIL, describe(exc, __file__, HELPERS))
             return False
         self.report(check, OK, value if isinstance(value, str) else "")
         return True
@@ -289,50 +290,8 @@ class Checks:
         return [name for name in CHECKS if name.startswith(prefix) and name not in self.status]
 
 
-def describe(exc: BaseException) -> str:
-    """The exception, and the line of this script that was running when it was raised."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == __file__]
-    frames = [f for f in frames if f.name not in _HELPERS] or frames
-    where = f" (line {frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
-
-
-def equal(actual: object, expected: object, what: str) -> None:
-    if actual != expected:
-        shown = [hex(x) if isinstance(x, int) else repr(x) for x in (actual, expected)]
-        raise AssertionError(f"{what}: got {shown[0]:.300}, expected {shown[1]:.300}")
-
-
-def same_bytes(actual: bytes, expected: bytes, what: str) -> None:
-    if len(actual) != len(expected):
-        raise AssertionError(f"{what}: {len(actual)} bytes, expected {len(expected)}")
-    if actual != expected:
-        first = next(i for i, (x, y) in enumerate(zip(actual, expected, strict=True)) if x != y)
-        raise AssertionError(
-            f"{what}: differ, first at offset {first:#x} ({actual[first]:#04x} != "
-            f"{expected[first]:#04x})"
-        )
-
-
-def differ(a: bytes, b: bytes, what: str) -> None:
-    """A precondition: without a difference, the comparison that follows would prove nothing."""
-    if a == b:
-        raise AssertionError(f"{what} are identical (the check needs them to differ)")
-
-
-def expect_errno(err: int, action: Callable[[], object], what: str) -> None:
-    try:
-        action()
-    except OSError as exc:
-        if exc.errno != err:
-            raise AssertionError(
-                f"{what}: failed with {errno_name(exc.errno or 0)}, expected {errno_name(err)}"
-            ) from None
-        return
-    raise AssertionError(f"{what}: succeeded, expected {errno_name(err)}")
-
-
-_HELPERS = {"equal", "same_bytes", "differ", "expect_errno", "parse_stream", "same_state"}
+# This script's own assertion helpers: a failure names the line that called them.
+HELPERS = frozenset({"same_state", "unchanged"})
 
 # -- devices -----------------------------------------------------------------------------------
 
@@ -638,7 +597,7 @@ def check_capability(checks: Checks, devices: Devices) -> int | None:
             flags: int | None = o.mig.flags()
         except OSError as exc:
             flags = None
-            checks.report("capability.flags", FAIL, describe(exc))
+            checks.report("capability.flags", FAIL, describe(exc, __file__, HELPERS))
         else:
             checks.fact("migration_flags", flags)
             checks.run("capability.flags", lambda: validate_flags(flags or 0))
@@ -1129,7 +1088,7 @@ def main() -> None:
     except Exception as exc:  # a bug in this script: charge it to what did not run
         broke = True
         print(traceback.format_exc(), file=sys.stderr)
-        because = f"the guest script broke: {describe(exc)}"
+        because = f"the guest script broke: {describe(exc, __file__, HELPERS)}"
         checks.not_run([x for x in checks.pending() if x != "setup.remove_devices"], because)
     finally:
         checks.run("setup.remove_devices", remove)

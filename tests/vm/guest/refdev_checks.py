@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
+from harness.core.checks import describe, equal, expect, pages_spanned, same_bytes
 from harness.mdev import MdevDevice, MdevSysfs, MdevType
 from harness.refdev import Direction, Method, RefDevice
 from harness.refdev import contract as c
@@ -55,51 +55,10 @@ class Checks:
         try:
             value = make()
         except Exception as exc:  # every failure is reported, none stops the others
-            self.results[name] = f"{type(exc).__name__}: {exc} (line {_failed_line(exc)})"
+            self.results[name] = describe(exc, __file__)
             return None
         self.results[name] = "ok"
         return value
-
-
-def _failed_line(exc: BaseException) -> int | None:
-    """The line of this script whose check failed (not the helper's that raised)."""
-    frames = [
-        frame
-        for frame in traceback.extract_tb(exc.__traceback__)
-        if frame.filename == __file__ and frame.name not in _HELPERS
-    ]
-    return frames[-1].lineno if frames else None
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-def equal(actual: object, expected: object, what: str) -> None:
-    if actual != expected:
-        shown = [hex(x) if isinstance(x, int) else repr(x) for x in (actual, expected)]
-        raise AssertionError(f"{what}: got {shown[0]}, expected {shown[1]}")
-
-
-def same_bytes(actual: bytes, expected: bytes, what: str) -> None:
-    if len(actual) != len(expected):
-        raise AssertionError(f"{what}: {len(actual)} bytes, expected {len(expected)}")
-    if actual != expected:
-        first = next(i for i, (a, b) in enumerate(zip(actual, expected, strict=True)) if a != b)
-        raise AssertionError(
-            f"{what}: differs from what was copied, first at offset {first:#x} "
-            f"({actual[first]:#04x} != {expected[first]:#04x})"
-        )
-
-
-_HELPERS = {"expect", "equal", "same_bytes"}
-
-
-def pages_spanned(start: int, length: int) -> int:
-    first = start // PAGE_SIZE
-    last = (start + length - 1) // PAGE_SIZE
-    return last - first + 1
 
 
 @dataclass
