@@ -88,12 +88,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def suite_dir() -> Path:
     """The suite: $HARNESS_SUITE, the installed package's copy or the checkout's tests/uapi."""
-    from harness.core.resources import SUITE, ResourceNotFoundError
+    from harness.core.resources import SUITE
 
-    try:
-        return SUITE.locate().path
-    except ResourceNotFoundError as exc:
-        raise UserError(str(exc)) from None
+    return SUITE.path(UserError)
 
 
 def suite_rootdir(suite: Path) -> Path:

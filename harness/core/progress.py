@@ -7,8 +7,10 @@ asked take `quiet`.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 Progress = Callable[[str], None]
 
@@ -19,3 +21,12 @@ def stderr_progress(line: str) -> None:
 
 def quiet(_line: str) -> None:
     """Says nothing."""
+
+
+@contextlib.contextmanager
+def phase(progress: Progress, label: str, name: str) -> Iterator[None]:
+    """Report a step as 'bookworm: mmdebstrap ...', then 'bookworm: mmdebstrap ... 31.2 s'."""
+    progress(f"{label}: {name} ...")
+    start = time.monotonic()
+    yield
+    progress(f"{label}: {name} ... {time.monotonic() - start:.1f} s")

@@ -48,6 +48,13 @@ class Resource:
             return path.is_dir()
         return any((path / marker).is_file() for marker in self.markers)
 
+    def path(self, error: type[Exception] = RuntimeError) -> Path:
+        """Where it is; its absence raised as `error` (the caller's layer's error type)."""
+        try:
+            return self.locate().path
+        except ResourceNotFoundError as exc:
+            raise error(str(exc)) from None
+
     def locate(self) -> Located:
         explicit = os.environ.get(self.env)
         if explicit:

@@ -18,15 +18,15 @@ import contextlib
 import hashlib
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from harness.core.cache import cache_dir
 from harness.core.cached_build import cached_build, prune
-from harness.core.progress import Progress, stderr_progress
-from harness.core.resources import RECIPES, ResourceNotFoundError
+from harness.core.progress import Progress, phase, stderr_progress
+from harness.core.resources import RECIPES
 from harness.debian import DebianMirror, debian_mirror
 from harness.images.initrd import build_initrd
 from harness.images.manifest import MANIFEST_NAME, ImageManifest, ManifestError, disk_usage
@@ -160,10 +160,7 @@ def superseded_candidates(root: Path, name: str) -> list[tuple[float, Path]]:
 def recipe_dir() -> Path:
     """The image recipes: $HARNESS_VM_IMAGES, the installed package's copy or the checkout's
     vm_images/ (harness.core.resources)."""
-    try:
-        return RECIPES.locate().path
-    except ResourceNotFoundError as exc:
-        raise ImageBuildError(str(exc)) from None
+    return RECIPES.path(ImageBuildError)
 
 
 def resolve_recipe(recipe: Recipe | Path | str) -> Recipe:
@@ -179,15 +176,6 @@ def resolve_recipe(recipe: Recipe | Path | str) -> Recipe:
     return load_recipe(Path(recipe))
 
 
-@contextlib.contextmanager
-def phase(recipe: Recipe, name: str, progress: Progress) -> Iterator[None]:
-    """Report a phase as 'bookworm: mmdebstrap ...' then 'bookworm: mmdebstrap ... 31.2 s'."""
-    progress(f"{recipe.name}: {name} ...")
-    start = time.monotonic()
-    yield
-    progress(f"{recipe.name}: {name} ... {time.monotonic() - start:.1f} s")
-
-
 def _build(
     recipe: Recipe, key: str, mirror: DebianMirror, scratch: Path, progress: Progress
 ) -> ImageManifest:
@@ -201,7 +189,7 @@ def _build(
         (guest_files / name).write_bytes(package.joinpath(name).read_bytes())
     log = work / "build.log"
     try:
-        with phase(recipe, "mmdebstrap", progress):
+        with phase(progress, recipe.name, "mmdebstrap"):
             argv = mmdebstrap_argv(recipe, mirror, tree, guest_files / "customize.sh", guest_files)
             run_logged(
                 argv,
@@ -212,14 +200,14 @@ def _build(
                 "reachable (or set HARNESS_DEBIAN_MIRROR). mmdebstrap needs root or "
                 "unprivileged user namespaces.",
             )
-        with phase(recipe, "kernel", progress):
+        with phase(progress, recipe.name, "kernel"):
             kernel = installed_kernel(tree)
             extract_vmlinux(kernel.vmlinuz, scratch / "vmlinux")
             shutil.copyfile(kernel.config, scratch / "config")
-        with phase(recipe, "initrd", progress):
+        with phase(progress, recipe.name, "initrd"):
             modules = build_initrd(tree / "bin/busybox", kernel.modules_dir, scratch / "initrd.img")
         host_key = _host_key(tree)
-        with phase(recipe, "mke2fs", progress):
+        with phase(progress, recipe.name, "mke2fs"):
             capacity = make_ext4(tree, scratch / "rootfs.img", recipe.disk_headroom_mib, log)
     except (RootfsError, OSError, RuntimeError) as err:
         kept = scratch.parent / f"{key}.failed.log"
@@ -228,7 +216,7 @@ def _build(
         raise ImageBuildError(
             f"building image {recipe.name} ({key}) failed: {err}\nFull log: {kept}"
         ) from err
-    with phase(recipe, "cleanup", progress):
+    with phase(progress, recipe.name, "cleanup"):
         remove_tree(work)
         remove_tree(tree)
     files = ("rootfs.img", "vmlinux", "initrd.img", "config")

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.core.records import RecordError, parse_record, read_record, record_json, write_record
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 
 
-class ManifestError(ValueError):
+class ManifestError(RecordError):
     """manifest.json is missing, unreadable or not what this version of the harness writes."""
 
 
@@ -42,49 +43,26 @@ class ImageManifest:
         return sum(self.sizes.values())
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["initrd_modules"] = list(self.initrd_modules)
-        data["image_bytes"] = self.image_bytes
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return record_json(self, image_bytes=self.image_bytes)
 
     @classmethod
     def from_json(cls, text: str, source: Path | None = None) -> ImageManifest:
-        where = source or "manifest"
-        try:
-            data: Any = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{where}: not JSON ({err}); delete the image to rebuild") from err
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise ManifestError(
-                f"{where}: not a format-{MANIFEST_FORMAT} image manifest; delete the image "
-                "directory to rebuild it"
-            )
-        data.pop("image_bytes", None)
-        names = {f.name for f in fields(cls)}
-        missing = names - set(data) - {"rootfs", "vmlinux", "initrd", "kernel_config", "format"}
-        if missing or set(data) - names:
-            raise ManifestError(
-                f"{where}: fields missing {sorted(missing)} or unknown "
-                f"{sorted(set(data) - names)}; delete the image directory to rebuild it"
-            )
-        data["initrd_modules"] = tuple(data["initrd_modules"])
-        return cls(**data)
+        return parse_record(cls, text, source=source or "manifest", **_READ)
 
     def write(self, directory: Path) -> Path:
-        path = directory / MANIFEST_NAME
-        tmp = directory / f".{MANIFEST_NAME}.tmp"
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_record(self, directory / MANIFEST_NAME, image_bytes=self.image_bytes)
 
     @classmethod
     def read(cls, directory: Path) -> ImageManifest:
-        path = directory / MANIFEST_NAME
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ManifestError(f"{path}: cannot read ({err.strerror})") from err
-        return cls.from_json(text, path)
+        return read_record(cls, directory / MANIFEST_NAME, **_READ)
+
+
+_READ: dict[str, Any] = {
+    "fmt": MANIFEST_FORMAT,
+    "redo": "delete the image directory to rebuild it",
+    "ignored": ("image_bytes",),
+    "error": ManifestError,
+}
 
 
 def disk_usage(path: Path) -> int:

@@ -114,15 +114,19 @@ _BUILD_ENV_FIELDS = {"packages", "variant"}
 
 def load_recipe(path: Path) -> Recipe:
     """Read and validate one recipe file; RecipeError says which file and field is wrong."""
+    return parse_recipe(read_toml(path, "the recipe"), path)
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML table of a recipe file (`what`: "the recipe", "the kernel recipe")."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise RecipeError(path, None, f"cannot read the recipe: {err.strerror}") from err
+        raise RecipeError(path, None, f"cannot read {what}: {err.strerror}") from err
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RecipeError(path, None, f"not valid TOML: {err}") from err
-    return parse_recipe(data, path)
 
 
 def load_recipes(directory: Path) -> dict[str, Recipe]:

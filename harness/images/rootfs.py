@@ -160,26 +160,29 @@ def make_ext4(tree: Path, image: Path, headroom_mib: int, log: Path) -> int:
     """Write `tree` into a new raw ext4 image; return its size in bytes."""
     used, inodes = tree_usage(tree)
     size_mib, inode_count = disk_geometry(used, inodes, headroom_mib)
-    argv = [
-        "mke2fs",
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-L",
-        "harness-root",
-        "-N",
-        str(inode_count),
-        "-d",
-        str(tree),
-        str(image),
-        f"{size_mib}M",
-    ]
+    return mke2fs(tree, image, size_mib, log, label="harness-root", inodes=inode_count)
+
+
+def mke2fs(
+    tree: Path,
+    image: Path,
+    size_mib: int,
+    log: Path,
+    *,
+    label: str,
+    inodes: int,
+    options: Sequence[str] = (),
+    what: str = "mke2fs",
+) -> int:
+    """A new raw ext4 image of `size_mib` holding `tree` as its root (no loop mount, no root:
+    `mke2fs -d`); its size in bytes."""
+    argv = ["mke2fs", "-q", "-F", "-t", "ext4", *options, "-L", label, "-N", str(inodes)]
+    argv += ["-d", str(tree), str(image), f"{size_mib}M"]
     run_logged(
         argv,
         log,
         MKE2FS_TIMEOUT_SECONDS,
-        "mke2fs",
+        what,
         "mke2fs -d needs e2fsprogs >= 1.43 and space in the cache directory.",
     )
     return size_mib << 20

@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -39,12 +38,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.cache import cache_dir
 from harness.core.cached_build import cached_build
 from harness.core.progress import Progress, stderr_progress
+from harness.core.records import write_record
 from harness.debian import unpacked_package
 from harness.debian.hostdeps import PROFILES, missing_packages
 from harness.images.build import recipe_dir
@@ -298,11 +298,8 @@ def build_kernel(
                 tree, build_dir, compiler, jobs or os.cpu_count() or 1, progress
             )
             build = _result(build_dir, key, paths, dotconfig, seconds, compiled)
-            record = build_dir / RECORD_FILE
-            tmp = record.with_suffix(".tmp")
-            data = asdict(build) | {"build_dir": str(build.build_dir), "source": str(tree.path)}
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            tmp.replace(record)
+            write_record(build, build_dir / RECORD_FILE, build_dir=str(build_dir),
+                         source=str(tree.path))  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for old in superseded_builds(root, tree.name, keep=KEEP_BUILDS_PER_SOURCE):

@@ -22,18 +22,17 @@ Debian's busybox-static (bookworm); it is not part of the key.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import shutil
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.cache import cache_dir
 from harness.core.cached_build import cached_build, prune
-from harness.core.progress import Progress, stderr_progress
+from harness.core.progress import Progress, phase, stderr_progress
+from harness.core.records import RecordError, read_record, write_record
 from harness.debian import AptError, MirrorNotFoundError, PackageUnpackError, unpacked_package
 from harness.images.build import BuiltImage
 from harness.images.initrd import InitrdError, build_initrd, init_script
@@ -113,22 +112,14 @@ class BundleRecord:
     format: int = BUNDLE_FORMAT
 
     def write(self, directory: Path) -> None:
-        data = asdict(self)
-        data["initrd_modules"] = list(self.initrd_modules)
-        tmp = directory / f".{BUNDLE_FILE}.tmp"
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(directory / BUNDLE_FILE)
+        write_record(self, directory / BUNDLE_FILE)
 
     @classmethod
     def read(cls, directory: Path) -> BundleRecord | None:
         """The record, or None when missing or from another builder format (rebuilt then)."""
         try:
-            data = json.loads((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
-            if data.get("format") != BUNDLE_FORMAT:
-                return None
-            data["initrd_modules"] = tuple(data["initrd_modules"])
-            return cls(**data)
-        except (OSError, ValueError, TypeError, KeyError):
+            return read_record(cls, directory / BUNDLE_FILE, fmt=BUNDLE_FORMAT, redo="rebuilt")
+        except RecordError:
             return None
 
 
@@ -206,14 +197,6 @@ def _debug_params(config: Path | None) -> dict[str, str]:
     return {"kasan_multi_shot": "1"} if settings.get("KASAN") == "y" else {}
 
 
-@contextlib.contextmanager
-def _phase(source: KernelSource, name: str, progress: Progress) -> Iterator[None]:
-    progress(f"{source.label}: {name} ...")
-    start = time.monotonic()
-    yield
-    progress(f"{source.label}: {name} ... {time.monotonic() - start:.1f} s")
-
-
 def _build(
     source: KernelSource, key: str, scratch: Path, busybox: Path | None, progress: Progress
 ) -> BundleRecord:
@@ -224,7 +207,7 @@ def _build(
     log = scratch.parent / f"{key}.log"
     log.unlink(missing_ok=True)
     try:
-        with _phase(source, "kernel", progress):
+        with phase(progress, source.label, "kernel"):
             kernel, uncompressed = _kernel(source, scratch, work, progress)
         config_text = _config_text(source, uncompressed)
         config = parse_config(config_text) if config_text is not None else None
@@ -234,9 +217,9 @@ def _build(
             (scratch / "config").write_text(config_text, encoding="utf-8")
         staged = None
         if index is not None:
-            with _phase(source, "modules (depmod)", progress):
+            with phase(progress, source.label, "modules (depmod)"):
                 staged = _stage(source, work / "stage", log)
-        with _phase(source, "initrd", progress):
+        with phase(progress, source.label, "initrd"):
             initrd_modules = build_initrd(
                 busybox or _debian_busybox(),
                 staged,
@@ -244,7 +227,7 @@ def _build(
                 builtin=builtin_drivers(config, index),
             )
         if staged is not None:
-            with _phase(source, "modules disk", progress):
+            with phase(progress, source.label, "modules disk"):
                 make_modules_disk(staged, scratch / "modules.img", log)
     except CustomKernelError as err:
         if not log.exists():  # a check of the kernel itself: the message says it all

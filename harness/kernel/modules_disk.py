@@ -15,13 +15,12 @@ import os
 import shutil
 from pathlib import Path
 
-from harness.images.rootfs import run_logged, tree_usage
+from harness.images.rootfs import mke2fs, run_logged, tree_usage
 from harness.kernel.layout import HOST_LINKS, CustomKernelError
 
 MODULES_LABEL = "harness-modules"
 MAKE_TIMEOUT_SECONDS = 1200
 DEPMOD_TIMEOUT_SECONDS = 300
-MKE2FS_TIMEOUT_SECONDS = 300
 # depmod lives in /sbin, which a non-root PATH often lacks.
 SBIN_DIRS = ("/usr/sbin", "/sbin")
 
@@ -123,31 +122,6 @@ def disk_size_mib(used_bytes: int) -> int:
 def make_modules_disk(modules_dir: Path, image: Path, log: Path) -> int:
     """Write `modules_dir`'s contents as the root of a new ext4 image; return its size in bytes."""
     used, inodes = tree_usage(modules_dir)
-    size_mib = disk_size_mib(used)
-    argv = [
-        "mke2fs",
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-O",
-        "^has_journal",
-        "-m",
-        "0",
-        "-L",
-        MODULES_LABEL,
-        "-N",
-        str(inodes + 64),
-        "-d",
-        str(modules_dir),
-        str(image),
-        f"{size_mib}M",
-    ]
-    run_logged(
-        argv,
-        log,
-        MKE2FS_TIMEOUT_SECONDS,
-        "mke2fs of the modules disk",
-        "mke2fs -d needs e2fsprogs >= 1.43 and space in the cache directory.",
-    )
-    return size_mib << 20
+    return mke2fs(modules_dir, image, disk_size_mib(used), log, label=MODULES_LABEL,
+                  inodes=inodes + 64, options=("-O", "^has_journal", "-m", "0"),
+                  what="mke2fs of the modules disk")  # fmt: skip

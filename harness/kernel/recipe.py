@@ -15,7 +15,6 @@ naming the file and the field, like an image recipe's.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from harness.images.recipe import (
     SUITE_PATTERN,
     FieldReader,
     RecipeError,
+    read_toml,
 )
 from harness.kernel.build import (
     DEFAULT_PACKAGE,
@@ -91,14 +91,7 @@ def find_kernel_recipe(name: str, *, images: Collection[str] | None = None) -> K
 def load_kernel_recipe(path: Path, *, images: Collection[str] | None = None) -> KernelRecipe:
     """Read and validate one kernel recipe; `images` are the image recipe names its rootfs may
     be (default: the *.toml files in vm_images/)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RecipeError(path, None, f"cannot read the kernel recipe: {err.strerror}") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise RecipeError(path, None, f"not valid TOML: {err}") from err
+    data = read_toml(path, "the kernel recipe")
     if images is None:
         images = tuple(p.stem for p in recipe_dir().glob("*.toml"))
     return parse_kernel_recipe(data, path, images)

@@ -3,16 +3,17 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.core.records import RecordError, parse_record, read_record, record_json, write_record
 
 ENV_MANIFEST_NAME = "manifest.json"
 ENV_MANIFEST_FORMAT = 1
 
 
-class EnvManifestError(ValueError):
+class EnvManifestError(RecordError):
     """manifest.json is missing, unreadable or of another format."""
 
 
@@ -34,38 +35,23 @@ class EnvManifest:
     format: int = ENV_MANIFEST_FORMAT
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["packages"] = list(self.packages)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str, source: Path) -> EnvManifest:
-        redo = f"delete {source.parent} to rebuild the environment"
-        try:
-            data: Any = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise EnvManifestError(f"{source}: not JSON ({err}); {redo}") from err
-        if not isinstance(data, dict) or data.get("format") != ENV_MANIFEST_FORMAT:
-            raise EnvManifestError(f"{source}: not a format-{ENV_MANIFEST_FORMAT} manifest; {redo}")
-        names = {f.name for f in fields(cls)}
-        if set(data) != names:
-            raise EnvManifestError(
-                f"{source}: fields missing {sorted(names - set(data))} or unknown "
-                f"{sorted(set(data) - names)}; {redo}"
-            )
-        data["packages"] = tuple(data["packages"])
-        return cls(**data)
+        return parse_record(cls, text, source=source, **_read_options(source.parent))
 
     def write(self, directory: Path) -> None:
-        tmp = directory / f".{ENV_MANIFEST_NAME}.tmp"
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        tmp.replace(directory / ENV_MANIFEST_NAME)
+        write_record(self, directory / ENV_MANIFEST_NAME)
 
     @classmethod
     def read(cls, directory: Path) -> EnvManifest:
-        path = directory / ENV_MANIFEST_NAME
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise EnvManifestError(f"{path}: cannot read ({err.strerror})") from err
-        return cls.from_json(text, path)
+        return read_record(cls, directory / ENV_MANIFEST_NAME, **_read_options(directory))
+
+
+def _read_options(directory: Path) -> dict[str, Any]:
+    return {
+        "fmt": ENV_MANIFEST_FORMAT,
+        "redo": f"delete {directory} to rebuild the environment",
+        "error": EnvManifestError,
+    }

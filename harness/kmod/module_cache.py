@@ -23,21 +23,20 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.core.cache import cache_dir
 from harness.core.cached_build import cached_build, input_key, prune
 from harness.core.progress import Progress, stderr_progress
-from harness.core.resources import KMOD, ResourceNotFoundError
+from harness.core.records import read_record, write_record
+from harness.core.resources import KMOD
 from harness.images.build import BuiltImage
 from harness.kmod.build_env import build_env_for
 from harness.kmod.builder import (
@@ -75,24 +74,18 @@ class VendorModuleRecord:
     format: int = MODULE_CACHE_VERSION
 
     def write(self, directory: Path) -> None:
-        data = asdict(self)
-        (directory / RECORD_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        write_record(self, directory / RECORD_NAME)
 
     @classmethod
     def read(cls, directory: Path) -> VendorModuleRecord:
-        data: Any = json.loads((directory / RECORD_NAME).read_text(encoding="utf-8"))
-        for name in ("modules", "warnings", "modpost_warnings"):
-            data[name] = tuple(data[name])
-        return cls(**data)
+        return read_record(cls, directory / RECORD_NAME, fmt=MODULE_CACHE_VERSION,
+                           redo=f"delete {directory} to rebuild the module")  # fmt: skip
 
 
 def kmod_dir() -> Path:
     """Our driver's source: $HARNESS_KMOD_SRC, the installed package's copy or the checkout's
     kmod/ (harness.core.resources)."""
-    try:
-        return KMOD.locate().path
-    except ResourceNotFoundError as exc:
-        raise VendorModuleError(str(exc)) from None
+    return KMOD.path(VendorModuleError)
 
 
 def _is_build_output(name: str) -> bool:

@@ -33,17 +33,12 @@ def _copy_check(s: Scenario, method: int, seed: int) -> None:
         got == data,
         f"guest->device ({name}): BAR2 holds other bytes: {first_difference(got, data)}",
     )
-    equal(
-        after["TOTAL_PINS"] - before["TOTAL_PINS"],
-        expected_pins,
-        f"pages pinned for guest->device ({name})",
-    )
+    _pins_released(before, after, expected_pins, f"guest->device ({name})")
     equal(
         after["TOTAL_UNPINS"] - before["TOTAL_UNPINS"],
         expected_pins,
         f"pages unpinned after guest->device ({name})",
     )
-    equal(after["PINNED_PAGES"], 0, f"PINNED_PAGES after guest->device ({name})")
     equal(after["DMA_DONE_COUNT"] - before["DMA_DONE_COUNT"], 1, "DMA_DONE_COUNT increase")
 
     # device -> guest: what was just written through BAR2's mmap, back into another buffer.
@@ -57,12 +52,13 @@ def _copy_check(s: Scenario, method: int, seed: int) -> None:
         back == data,
         f"device->guest ({name}): guest RAM holds other bytes: {first_difference(back, data)}",
     )
-    equal(
-        after["TOTAL_PINS"] - before["TOTAL_PINS"],
-        expected_pins,
-        f"pages pinned for device->guest ({name})",
-    )
-    equal(after["PINNED_PAGES"], 0, f"PINNED_PAGES after device->guest ({name})")
+    _pins_released(before, after, expected_pins, f"device->guest ({name})")
+
+
+def _pins_released(before: dict[str, int], after: dict[str, int], pins: int, what: str) -> None:
+    """`pins` pages were pinned for the copy `what`, and none is pinned any longer."""
+    equal(after["TOTAL_PINS"] - before["TOTAL_PINS"], pins, f"pages pinned for {what}")
+    equal(after["PINNED_PAGES"], 0, f"PINNED_PAGES after {what}")
 
 
 def check_dma_pin(s: Scenario) -> None:

@@ -20,12 +20,10 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from harness.core.closing import Closing
-from harness.qemu.lines import ConnectionClosedError, LineReader
+from harness.qemu.lines import LineClient
 
 CONNECT_POLL_S = 0.02
 
@@ -44,23 +42,14 @@ def parse_message(line: str) -> dict[str, Any]:
     return message
 
 
-class QmpClient(Closing):
+class QmpClient(LineClient):
     """A negotiated QMP session over `sock` (the greeting is read, capabilities sent)."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        *,
-        timeout: float = 60.0,
-        alive: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        self.sock = sock
-        self.timeout = timeout
-        # Says why QEMU is gone (e.g. "exited with status 1"), or None while it runs.
-        self.alive = alive
-        self.reader = LineReader(sock, "QMP")
+    what = "QMP"
+    error = QmpError
+
+    def start(self) -> None:
         self.events: list[dict[str, Any]] = []
-        self._closed = False
         greeting = self._next()
         if "QMP" not in greeting:
             raise QmpError(f"no QMP greeting: {greeting}")
@@ -87,16 +76,10 @@ class QmpClient(Closing):
         )
 
     def _next(self) -> dict[str, Any]:
-        try:
-            line = self.reader.readline(self.timeout)
-        except ConnectionClosedError as err:
-            raise QmpError(f"{err} ({self._why()})") from None
+        line = self.readline(self.timeout)
         if line is None:
-            raise QmpError(f"QMP: no answer in {self.timeout:.0f} s ({self._why()})")
+            raise QmpError(f"QMP: no answer in {self.timeout:.0f} s ({self.why_gone()})")
         return parse_message(line)
-
-    def _why(self) -> str:
-        return self.alive() or "QEMU is still running"
 
     def execute(self, command: str, **arguments: Any) -> Any:
         """The command's "return" value; QmpError naming the command if it fails."""
@@ -106,7 +89,7 @@ class QmpClient(Closing):
         try:
             self.sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError as err:
-            raise QmpError(f"QMP {command}: {err} ({self._why()})") from None
+            raise QmpError(f"QMP {command}: {err} ({self.why_gone()})") from None
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             message = self._next()
@@ -118,7 +101,7 @@ class QmpClient(Closing):
                 raise QmpError(f"QMP {command} failed: {error.get('class')}: {error.get('desc')}")
             if "return" in message:
                 return message["return"]
-        raise QmpError(f"QMP {command}: no reply in {self.timeout:.0f} s ({self._why()})")
+        raise QmpError(f"QMP {command}: no reply in {self.timeout:.0f} s ({self.why_gone()})")
 
     def hmp(self, command_line: str) -> str:
         """A human monitor command's output (e.g. "info pci")."""
@@ -161,8 +144,3 @@ class QmpClient(Closing):
         """Ask QEMU to exit; the socket closing under us is the expected answer."""
         with contextlib.suppress(QmpError, OSError):
             self.execute("quit")
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.sock.close()

@@ -15,13 +15,11 @@ therefore validates its arguments itself (address and value ranges) before sendi
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.core.closing import Closing
-from harness.qemu.lines import ConnectionClosedError, LineReader
+from harness.qemu.lines import LineClient
 
 PORT_MAX = 0xFFFF
 ADDRESS_MAX = (1 << 64) - 1
@@ -98,21 +96,13 @@ def check_value(value: int, bits: int, what: str) -> None:
         raise ValueError(f"{what} {value:#x} does not fit in {bits} bits")
 
 
-class QtestClient(Closing):
+class QtestClient(LineClient):
     """One qtest connection. Requests are synchronous; IRQ messages are collected."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        *,
-        timeout: float = 60.0,
-        alive: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        self.sock = sock
-        self.timeout = timeout
-        # Says why QEMU is gone (e.g. "exited with status 1"), or None while it runs.
-        self.alive = alive
-        self.reader = LineReader(sock, "qtest")
+    what = "qtest"
+    error = QtestError
+
+    def start(self) -> None:
         self.irq_events: list[IrqEvent] = []
         self.requests = 0
 
@@ -124,15 +114,15 @@ class QtestClient(Closing):
         try:
             self.sock.sendall(line.encode("ascii") + b"\n")
         except OSError as err:
-            raise QtestError(f"sending {line[:60]!r}: {err} ({self._why_gone()})") from None
+            raise QtestError(f"sending {line[:60]!r}: {err} ({self.why_gone()})") from None
         self.requests += 1
         deadline = time.monotonic() + self.timeout
         while True:
-            got = self._readline(max(0.0, deadline - time.monotonic()))
+            got = self.readline(max(0.0, deadline - time.monotonic()))
             if got is None:
                 raise QtestError(
                     f"no qtest reply to {line[:60]!r} within {self.timeout:.0f} s "
-                    f"({self._why_gone()})"
+                    f"({self.why_gone()})"
                 )
             if is_async(got):
                 self.irq_events.append(parse_irq(got, time.monotonic()))
@@ -142,20 +132,11 @@ class QtestClient(Closing):
                 raise QtestError(f"qtest {line[:60]!r} failed: {reply.line}")
             return reply.words
 
-    def _why_gone(self) -> str:
-        return self.alive() or "QEMU is still running"
-
-    def _readline(self, timeout: float) -> str | None:
-        try:
-            return self.reader.readline(timeout)
-        except ConnectionClosedError as err:
-            raise QtestError(str(err)) from None
-
     def poll(self, timeout: float = 0.0) -> None:
         """Collect IRQ messages that arrive within `timeout` (none is pending a reply)."""
         deadline = time.monotonic() + timeout
         while True:
-            got = self._readline(max(0.0, deadline - time.monotonic()))
+            got = self.readline(max(0.0, deadline - time.monotonic()))
             if got is None:
                 return
             if not is_async(got):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.core import cpio
-from harness.core.progress import Progress
+from harness.core.progress import Progress, phase
 from harness.debian import DebianMirror
 from harness.images import build as images
 from harness.images.build import BuiltImage, build_image, cached_image, image_key
@@ -467,7 +467,7 @@ def test_guest_init_is_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_phase_lines() -> None:
     lines: list[str] = []
-    with images.phase(RECIPE, "mmdebstrap", lines.append):
+    with phase(lines.append, RECIPE.name, "mmdebstrap"):
         pass
     assert lines[0] == "bookworm: mmdebstrap ..."
     assert lines[1].startswith("bookworm: mmdebstrap ... ")
