@@ -174,7 +174,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
 
 class FieldReader:
     """Typed access to one TOML table, raising RecipeError with the dotted field name (image
-    recipes here, kernel recipes in kernel_recipe.py)."""
+    recipes here, kernel recipes in harness.kernel.recipe)."""
 
     def __init__(self, data: Mapping[str, Any], path: Path, prefix: str) -> None:
         self.data = data

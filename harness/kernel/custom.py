@@ -3,7 +3,7 @@
 
 An image's own Debian kernel is a bundle as it stands (`bundle_for_image`). A developer's
 kernel (`prepare_custom_kernel`: a build output directory, a built source tree, or a single
-image; see kernel_layout.py) is checked, then built once into
+image; see layout.py) is checked, then built once into
 `<cache>/kernels/<release>-<hash>/`:
 
   vmlinux or bzImage  the uncompressed kernel with its PVH entry when it has one (saves the
@@ -14,7 +14,7 @@ image; see kernel_layout.py) is checked, then built once into
   config              its .config (from the build, or embedded with CONFIG_IKCONFIG), if any
   bundle.json         written last: the directory is complete when it exists
 
-The hash is kernel_layout.fingerprint: sizes and mtimes of the kernel, config and modules, the
+The hash is layout.fingerprint: sizes and mtimes of the kernel, config and modules, the
 builder version and the initrd's init. The build happens in a hidden scratch directory renamed
 into place, under a per-key fcntl lock, as for images. The initrd's static busybox comes from
 Debian's busybox-static (bookworm); it is not part of the key.

@@ -8,7 +8,7 @@ whose dependencies are unmet (or that has no prompt). `config_mismatches` finds 
 symbol by comparing the final `.config` with what the fragments asked for, so a fragment line
 that did not take effect is an error naming the symbol, its fragment and line.
 
-Pure functions only: kernel_build.py runs the tools.
+Pure functions only: build.py runs the tools.
 """
 
 from __future__ import annotations

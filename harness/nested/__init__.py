@@ -6,8 +6,8 @@ package plays the guest driver of the machine it presents, through one interface
 machine.py) with two backends:
 
 - `QtestMachine` (qtest_machine.py): L1's QEMU runs no guest code (`-S`) and is driven over
-  its qtest socket (qtest.py): port I/O on 0xcf8/0xcfc, MMIO, guest RAM, IOAPIC interrupts.
-  Fast: this is what CI runs.
+  its qtest socket (harness.qemu.qtest): port I/O on 0xcf8/0xcfc, MMIO, guest RAM, IOAPIC
+  interrupts. Fast: this is what CI runs.
 - `ShellMachine` (shell_machine.py): L1's QEMU boots a tiny L2 (the image's kernel, a busybox
   initramfs from harness.core.cpio); its shell is driven over the serial console (sysfs, devmem).
 

@@ -147,7 +147,7 @@ class SshSession(Closing):
         env: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> StreamingCommand:
-        """Start `command` and return at once: talk to it line by line (see ssh_stream.py).
+        """Start `command` and return at once: talk to it line by line (see stream.py).
 
         `timeout` bounds opening the channel only. Closing the result kills what is left.
         """
@@ -164,7 +164,7 @@ class SshSession(Closing):
         )
 
     def open_channel(self, timeout: float = 30.0) -> paramiko.Channel:
-        """A raw session channel, e.g. for an interactive shell (see ssh_shell.py)."""
+        """A raw session channel, e.g. for an interactive shell (see shell.py)."""
         return self._channel("an interactive shell", timeout)
 
     def _channel(self, line: str, timeout: float) -> paramiko.Channel:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.kernel import prepare as guest_kernel
+from harness.kernel import prepare
 from harness.kernel.build import KernelBuild
 from harness.kernel.choice import KernelChoice
 from harness.kernel.custom import KernelBundle
@@ -45,8 +45,8 @@ def test_a_kernel_recipe_is_built_then_prepared(
         steps.append(path)
         return bundle(path)
 
-    monkeypatch.setattr(guest_kernel, "build_recipe_kernel", fake_build)
-    monkeypatch.setattr(guest_kernel, "prepare_custom_kernel", fake_prepare)
+    monkeypatch.setattr(prepare, "build_recipe_kernel", fake_build)
+    monkeypatch.setattr(prepare, "prepare_custom_kernel", fake_prepare)
     result = choice_kernel(KernelChoice("debug", "bookworm", kernel_recipe=recipe), quiet)
     assert result is not None
     assert result.build_dir == built.build_dir
@@ -64,15 +64,15 @@ def test_a_kernel_prepared_by_the_run_is_not_built_again(
     def no_build(given: KernelRecipe, progress: object) -> KernelBuild:
         raise AssertionError("built again")
 
-    monkeypatch.setattr(guest_kernel, "build_recipe_kernel", no_build)
-    for name, value in guest_kernel.prepared_env({"debug": build_dir}).items():
+    monkeypatch.setattr(prepare, "build_recipe_kernel", no_build)
+    for name, value in prepare.prepared_env({"debug": build_dir}).items():
         monkeypatch.setenv(name, value)
     lines: list[str] = []
-    assert guest_kernel.recipe_build_dir(choice, lines.append) == build_dir
+    assert prepare.recipe_build_dir(choice, lines.append) == build_dir
     assert "built by vfio-harness run before pytest" in lines[0]
     other = KernelChoice("x", "bookworm", kernel_recipe=KernelRecipe("x", "bookworm", ()))
     with pytest.raises(AssertionError, match="built again"):
-        guest_kernel.recipe_build_dir(other, quiet)  # not prepared: built
-    monkeypatch.setenv(guest_kernel.PREPARED_ENV, "not json")
+        prepare.recipe_build_dir(other, quiet)  # not prepared: built
+    monkeypatch.setenv(prepare.PREPARED_ENV, "not json")
     with pytest.raises(AssertionError, match="built again"):
-        guest_kernel.recipe_build_dir(choice, quiet)
+        prepare.recipe_build_dir(choice, quiet)
