@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn, cast
 
 from harness import __version__
-from harness.cli_errors import UserError
+from harness.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from harness.commands import kmod as kmod_commands
 from harness.commands import mdev as mdev_commands
 from harness.commands import paths as paths_commands
@@ -35,13 +36,30 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 Handler = Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors exit with EXIT_USAGE, not 2 (pytest's "interrupted")."""
+
+    argv: Sequence[str] = ()  # what is being parsed, for the hint below
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        hint = ""
+        if "unrecognized arguments" in message and self.argv[:1] == ["run"]:
+            hint = " (pytest's options go after --, e.g. vfio-harness run -- -k dma)"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint}\n")
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
         prog="vfio-harness",
         description="Conformance and stress harness for Linux VFIO mediated devices.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Subcommands are _Parser too (argparse makes them of the parent's class).
+    commands = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     run_commands.register(commands)
 
@@ -61,16 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    parser.argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(parser.argv)
     handler: Handler = args.handler
     try:
         return handler(args)
     except UserError as exc:
         print(f"vfio-harness: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vfio-harness: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from harness.cli_errors import UserError
+from harness.kmod.samples import SAMPLES
 
 KERNELS = ("bookworm", "trixie", "sid")
 
@@ -47,7 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Prints the source directory (the sample's files and a Kbuild), taken from "
         "Debian's linux-source of that release, for `vfio-harness run --vendor-src DIR`.",
     )
-    sample.add_argument("name", help="mtty, mdpy or mbochs")
+    sample.add_argument("name", choices=SAMPLES, help="mtty, mdpy or mbochs")
     sample.add_argument("--suite", default="bookworm", help="Debian release (default bookworm)")
     sample.set_defaults(handler=_sample)
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import uuid
 
-from harness.cli_errors import UserError
-from harness.mdev import MdevError, MdevSysfs
+from harness.cli_errors import UsageError, UserError
+from harness.mdev import MdevError, MdevNotFoundError, MdevSysfs
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,8 +62,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
+    if args.uuid is not None:
+        try:
+            uuid.UUID(args.uuid)
+        except ValueError:
+            raise UsageError(f"--uuid {args.uuid}: not a UUID") from None
     try:
         device = _sysfs(args).create(args.type_id, args.uuid, parent=args.parent)
+    except MdevNotFoundError as exc:
+        raise UsageError(str(exc)) from None
     except MdevError as exc:
         raise UserError(str(exc)) from None
     print(device.uuid)
@@ -72,6 +80,8 @@ def _create(args: argparse.Namespace) -> int:
 def _remove(args: argparse.Namespace) -> int:
     try:
         _sysfs(args).device(args.uuid).remove()
+    except MdevNotFoundError as exc:
+        raise UsageError(str(exc)) from None
     except MdevError as exc:
         raise UserError(str(exc)) from None
     return 0

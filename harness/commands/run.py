@@ -22,11 +22,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.cli_errors import UserError
+from harness.cli_errors import UsageError, UserError
 from harness.commands.child import run_to_end
+from harness.commands.preflight import PROFILE_FILE, check_device
+from harness.commands.run_options import check_options, expected_capabilities
+from harness.commands.run_prepare import Prepared, prepare, progress, recipe_builds
 
 if TYPE_CHECKING:
-    from harness.kernel.choice import KernelChoice
+    pass
 
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
@@ -76,11 +79,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--vendor-src", type=Path, metavar="DIR", help="build this driver source instead of kmod/"
     )
     run.add_argument(
+        "--vendor-sample",
+        choices=("mtty", "mdpy", "mbochs"),
+        help="build the kernel's own sample driver instead of kmod/, from the linux-source of "
+        "each kernel's Debian release (a driver we did not write, to try the suite on)",
+    )
+    run.add_argument(
+        "--known-failures",
+        metavar="FILE",
+        help="the driver's known bugs (TOML; a name is tests/uapi/known/NAME.toml, e.g. mtty): "
+        "their failures are expected, anything else must pass",
+    )
+    run.add_argument(
         "--module-faults",
         type=int,
         default=0,
         metavar="BITS",
         help="test the suite itself against our module's fault-injection build (kmod/faults.h)",
+    )
+    run.add_argument(
+        "--expect",
+        metavar="CAPS",
+        help="comma-separated capabilities the driver must offer (e.g. mmap,intx,msi,reset,"
+        "migration): a test that needs a missing one fails instead of skipping",
     )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_suite)
@@ -99,17 +120,24 @@ def suite_rootdir(suite: Path) -> Path:
     return suite.parents[1]
 
 
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def build_kernel_tree(path: Path, fragments: list[str]) -> Path:
-    """The build directory of the user's tree (harness.kernel.build.build_user_tree)."""
-    from harness.kernel.build import KernelBuildError, build_user_tree
-    from harness.kernel.fragments import ConfigMismatchError
+    """The build directory of the user's tree (harness.kernel.build.build_user_tree): a path
+    that is no clean kernel tree, or a fragment that is not there, is a usage error."""
+    from harness.kernel.build import (
+        KernelBuildError,
+        build_user_tree,
+        resolve_fragments,
+        user_kernel_tree,
+    )
+    from harness.kernel.fragments import ConfigMismatchError, with_base
 
     try:
-        return build_user_tree(path, fragments, progress=_progress)
+        tree = user_kernel_tree(path)
+        resolve_fragments(with_base(fragments))
+    except KernelBuildError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        return build_user_tree(tree, fragments, progress=progress)
     except (KernelBuildError, ConfigMismatchError) as exc:
         raise UserError(str(exc)) from None
 
@@ -122,56 +150,13 @@ def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
     return ",".join(kernels) or DEFAULT_KERNEL
 
 
-def prepare(
-    kernels: str, build_module: bool, *, faults: bool = False, source: Path | None = None
-) -> dict[str, Path]:
-    """Images, kernels built from source and our module for every kernel, before pytest:
-    progress shows, errors stop. Returns the build directory of each kernel recipe."""
-    from harness.debian import AptError, MirrorNotFoundError
-    from harness.images.build import ImageBuildError, build_image
-    from harness.images.recipe import RecipeError
-    from harness.kernel.choice import KernelChoiceError, parse_kernels
-    from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-
-    builds: dict[str, Path] = {}
-    try:
-        for choice in parse_kernels(kernels):
-            image = build_image(choice.recipe, progress=_progress)
-            if choice.own_kernel:
-                build = _prepare_own_kernel(choice, build_module, faults=faults, source=source)
-                if choice.kernel_recipe is not None and build is not None:
-                    builds[choice.kernel_recipe.name] = build
-            elif build_module:
-                build_vendor_module(image, _progress, source=source, faults=faults)
-    except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
-            VendorModuleError) as exc:  # fmt: skip
-        raise UserError(str(exc)) from None
-    return builds
-
-
-def _prepare_own_kernel(
-    choice: KernelChoice, build_module: bool, *, faults: bool, source: Path | None
-) -> Path | None:
-    """Build (a recipe) and prepare the kernel, and our module for it; its recipe build."""
-    from harness.kernel.prepare import KERNEL_ERRORS, choice_kernel, recipe_build_dir
-    from harness.kmod.tree_module import tree_module_for
-
-    try:
-        build = recipe_build_dir(choice, _progress)
-        bundle = choice_kernel(choice, _progress, build_dir=build)
-    except KERNEL_ERRORS as exc:
-        raise UserError(f"{choice.id}: {exc}") from None
-    if build_module:
-        tree_module_for(choice, bundle, _progress, source=source, faults=faults)
-    return build
-
-
 def pytest_command(
     args: argparse.Namespace, suite: Path, reports: Path, kernels: str = DEFAULT_KERNEL
 ) -> list[str]:
     command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider"]
     command += [f"--rootdir={suite_rootdir(suite)}", f"--guest-suite={suite}"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
+    command.append(f"--verdicts={reports / 'verdicts.json'}")
     command.append(f"--target={args.target}")
     if args.target == "vm":
         command.append(f"--kernel={kernels}")
@@ -185,45 +170,47 @@ def pytest_command(
         command.append(f"--vendor-module={args.vendor_module.resolve()}")
     elif args.vendor_src:
         command.append(f"--vendor-src={args.vendor_src.resolve()}")
+    elif args.vendor_sample:
+        command.append(f"--vendor-sample={args.vendor_sample}")
+    if args.known_failures:
+        known = Path(args.known_failures).expanduser()
+        command.append(f"--known-failures={known.resolve() if known.exists() else known}")
     if args.module_faults:
         command.append(f"--module-faults={args.module_faults}")
+    if args.expect:
+        command.append(f"--expect={args.expect}")
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     return command + list(extra)
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """Option combinations that make no sense, refused before anything is built."""
-    if args.config_fragment and args.kernel_tree is None:
-        raise UserError("--config-fragment goes with --kernel-tree")
-    if args.kernel_tree is not None and args.target != "vm":
-        raise UserError("--kernel-tree boots the kernel in VMs: not with --target local")
-
-
 def run_suite(args: argparse.Namespace) -> int:
     check_options(args)
+    expected = expected_capabilities(args.expect)
     suite = suite_dir()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
     consoles = reports / "consoles"
     consoles.mkdir(parents=True, exist_ok=True)
     kernels = DEFAULT_KERNEL
-    builds: dict[str, Path] = {}
+    prepared: list[Prepared] = []
     if args.target == "vm":
         tree_build = None
         if args.kernel_tree is not None:
             tree_build = build_kernel_tree(args.kernel_tree, args.config_fragment)
         kernels = kernel_spec(args, tree_build)
-        builds = prepare(
+        prepared = prepare(
             kernels,
-            build_module=args.vendor_module is None,
+            vendor_module=args.vendor_module.expanduser().resolve() if args.vendor_module else None,
             faults=bool(args.module_faults),
-            source=args.vendor_src.resolve() if args.vendor_src else None,
+            source=args.vendor_src.expanduser().resolve() if args.vendor_src else None,
+            sample=args.vendor_sample,
         )
+    check_device(args, prepared, reports, expected)
     from harness.kernel.prepare import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
 
     # pytest boots the recipe kernels built above as they are (no second make).
-    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(builds)}
+    env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(recipe_builds(prepared))}
     started = time.monotonic()
     # pytest runs where the suite's rootdir is, so that test paths after -- read the same
     # (tests/uapi/test_x.py) from a checkout and from the installed package.
@@ -235,6 +222,8 @@ def run_suite(args: argparse.Namespace) -> int:
         f"{time.monotonic() - started:.0f} s\n"
         f"  JUnit XML: {reports / 'junit.xml'}\n"
         f"  KTAP:      {reports / 'results.ktap'}\n"
+        f"  profile:   {reports / PROFILE_FILE} (what the driver offers)\n"
+        f"  verdicts:  {reports / 'verdicts.json'} (findings by severity and area)\n"
         f"  consoles:  {consoles} (one log per VM)",
         flush=True,
     )

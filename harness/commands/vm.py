@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from harness.cli_errors import UserError
+from harness.cli_errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from harness.vm.machine import Vm
@@ -85,7 +85,9 @@ def _images_build(args: argparse.Namespace) -> int:
     for recipe in args.recipes:
         try:
             image = build_image(recipe, rebuild=args.rebuild, progress=_progress)
-        except (RecipeError, ImageBuildError, AptError, MirrorNotFoundError) as exc:
+        except RecipeError as exc:
+            raise UsageError(str(exc)) from None
+        except (ImageBuildError, AptError, MirrorNotFoundError) as exc:
             raise UserError(str(exc)) from None
         print(f"{image.manifest.name}: {image.kernel_release} in {image.rootfs.parent}")
     return 0
@@ -107,7 +109,7 @@ def _start(args: argparse.Namespace) -> Vm:
     try:
         choices = parse_kernels(args.kernel)
         if len(choices) != 1:
-            raise UserError("--kernel: give one kernel here")
+            raise UsageError("--kernel: give one kernel here")
         pool = VmPool(fresh=args.fresh, memory_mib=args.memory, progress=_progress)
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
@@ -195,7 +197,7 @@ def split_ssh_words(words: list[str]) -> tuple[str | None, list[str]]:
     else:
         before, command = words, []
     if len(before) > 1:
-        raise UserError(f"vm ssh: one VM name at most, then -- COMMAND (got {' '.join(before)})")
+        raise UsageError(f"vm ssh: one VM name at most, then -- COMMAND (got {' '.join(before)})")
     return (before[0] if before else None), command
 
 

@@ -188,11 +188,12 @@ def user_kernel_tree(path: Path) -> KernelTree:
 
 
 def build_user_tree(
-    path: Path, fragments: Sequence[str], progress: Progress = stderr_progress
+    tree: KernelTree, fragments: Sequence[str], progress: Progress = stderr_progress
 ) -> Path:
-    """The build directory of the user's tree with base.config + `fragments`, built now (make
-    brings an earlier build of the same config up to date rather than starting over)."""
-    return build_kernel(user_kernel_tree(path), with_base(fragments), progress=progress).build_dir
+    """The build directory of the user's tree (user_kernel_tree) with base.config +
+    `fragments`, built now (make brings an earlier build of the same config up to date rather
+    than starting over)."""
+    return build_kernel(tree, with_base(fragments), progress=progress).build_dir
 
 
 def _extracted_debian_name(tree: Path) -> str | None:

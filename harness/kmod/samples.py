@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.debian import linux_source
+
+if TYPE_CHECKING:
+    from harness.kernel.choice import KernelChoice
 
 # Sample -> its files in samples/vfio-mdev/ (mdpy-fb.c is the guest's framebuffer driver).
 SAMPLES: dict[str, tuple[str, ...]] = {
@@ -56,3 +60,27 @@ def sample_source(
     except linux_source.LinuxSourceError as exc:
         raise SampleError(f"kernel sample {name}: {exc}") from None
     return entry.path / name
+
+
+def sample_for(name: str, choice: KernelChoice, progress: Callable[[str], None] = print) -> Path:
+    """The sample's source of the Debian release whose kernel `choice` boots: its image's
+    suite, or a kernel recipe's source suite. A kernel of your own has no such release."""
+    from harness.images.build import resolve_recipe
+    from harness.kernel.recipe import DebianSource
+
+    if choice.kernel_recipe is not None:
+        source = choice.kernel_recipe.source
+        if not isinstance(source, DebianSource):
+            raise SampleError(
+                f"{choice.id}: built from a tree of yours: take {name} from it and pass "
+                "--vendor-src (the kernel's samples/vfio-mdev/)"
+            )
+        suite = source.suite
+    elif choice.custom_path is not None:
+        raise SampleError(
+            f"{choice.id}: a kernel of yours: build {name} from its tree (samples/vfio-mdev/) "
+            "and pass --vendor-src or --vendor-module"
+        )
+    else:
+        suite = resolve_recipe(choice.recipe).suite
+    return sample_source(name, suite, progress=progress)

@@ -47,6 +47,7 @@ from harness.plugin import guest_items
 from harness.plugin.fixtures import VM_FIXTURES, fresh_vm, vm, vm_kernel, vm_pool
 from harness.plugin.policy import REQUIRE_VM_ENV
 from harness.plugin.suite_run import SuiteRun
+from harness.plugin.verdicts import Verdicts
 
 __all__ = ["fresh_vm", "vm", "vm_kernel", "vm_pool"]
 
@@ -79,6 +80,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
     guest_items.add_options(parser)
     group.addoption(
+        "--verdicts",
+        default=None,
+        metavar="PATH",
+        help="also write the findings by kernel, driver, severity and area as JSON to PATH",
+    )
+    group.addoption(
         "--ktap",
         default=None,
         metavar="PATH",
@@ -94,6 +101,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # The environment, not config, so that xdist workers and subprocesses see it too.
         os.environ[REQUIRE_VM_ENV] = "1"
     config.pluginmanager.register(VmSummary(), "vfio-harness-vm-summary")
+    if not hasattr(config, "workerinput"):  # xdist: the controller sees every report
+        json_path = config.getoption("--verdicts")
+        verdicts = Verdicts(Path(json_path) if json_path else None)
+        config.pluginmanager.register(verdicts, "vfio-harness-verdicts")
     config.addinivalue_line(
         "markers", "guest: a guest test: runs in a VM's guest runner (or --target local)"
     )

@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from harness.kernel.choice import KernelChoice
+from harness.plugin.known_failures import KnownFailures, KnownFailuresError
+from harness.plugin.known_failures import load as load_known
+from harness.plugin.known_failures import resolve as resolve_known
 
 DEFAULT_GUEST_SUITES = "tests/uapi"
 KERNEL_PARAM = "vm_kernel"
@@ -28,6 +31,7 @@ MDEV_ENV = {
     "mdev_type": "HARNESS_MDEV_TYPE",
     "mdev_parent": "HARNESS_MDEV_PARENT",
     "mdev_uuid": "HARNESS_MDEV_UUID",
+    "expect": "HARNESS_EXPECT",
 }
 TARGET_ENV = "HARNESS_TARGET"
 _SKIPPED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
@@ -55,6 +59,13 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--mdev-parent", default=None, help="parent device of that type")
     group.addoption("--mdev-uuid", default=None, help="an existing mdev device to test instead")
     group.addoption(
+        "--expect",
+        default=None,
+        metavar="CAPS",
+        help="capabilities the driver must offer (harness.uapi.profile.CAPABILITIES, comma-"
+        "separated): a test that needs a missing one fails instead of skipping",
+    )
+    group.addoption(
         "--vendor-module",
         default=None,
         metavar="PATH.ko",
@@ -67,6 +78,20 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="build this vendor driver's source (like kmod/) for each guest kernel and load it "
         "(write --vendor-src=DIR)",
+    )
+    group.addoption(
+        "--vendor-sample",
+        default=None,
+        metavar="NAME",
+        help="build the kernel's sample driver NAME (mtty, mdpy, mbochs) from the linux-source "
+        "of each kernel's Debian release and load it (write --vendor-sample=NAME)",
+    )
+    group.addoption(
+        "--known-failures",
+        default=None,
+        metavar="FILE",
+        help="a driver's known bugs (TOML, harness.plugin.known_failures): the tests they fail "
+        "are expected failures; a name is tests/uapi/known/NAME.toml (e.g. mtty)",
     )
     group.addoption(
         "--module-faults",
@@ -89,13 +114,18 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def mdev_environment(config: pytest.Config) -> dict[str, str]:
-    """HARNESS_MDEV_* for the options given, and HARNESS_TARGET."""
+    """HARNESS_MDEV_* and HARNESS_EXPECT for the options given, and HARNESS_TARGET."""
     env = {TARGET_ENV: str(config.getoption("--target"))}
     for option, name in MDEV_ENV.items():
         value = config.getoption(option)
         if value:
             env[name] = str(value)
     return env
+
+
+def mdev_environment_of(values: object) -> dict[str, str]:
+    """The same from an object with the options as attributes (vfio-harness run's args)."""
+    return {name: str(getattr(values, o)) for o, name in MDEV_ENV.items() if getattr(values, o)}
 
 
 def suite_roots(config: pytest.Config) -> list[Path]:
@@ -172,3 +202,15 @@ def suite_tarball(suite: Path, rootdir: Path, markers: list[str]) -> bytes:
 
 def environment_line(env: Mapping[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(env.items()))
+
+
+def known_failures(config: pytest.Config, roots: list[Path]) -> KnownFailures | None:
+    """--known-failures, loaded (a usage error when it is not right), or None."""
+    value = config.getoption("--known-failures")
+    if not value:
+        return None
+    path = resolve_known(str(value), roots[0] if roots else Path.cwd())
+    try:
+        return KnownFailures(load_known(path))
+    except KnownFailuresError as exc:
+        raise pytest.UsageError(str(exc)) from None

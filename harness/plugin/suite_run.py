@@ -15,6 +15,7 @@ panic, and the next test gets a new VM.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,6 +26,8 @@ from harness.kernel.choice import KernelChoice
 from harness.plugin import guest_items
 from harness.plugin.health import Finding, apply_findings, is_fatal, item_findings
 from harness.plugin.kmsg import KmsgReader, read_taint
+from harness.plugin.known_failures import KnownFailure, kernel_names, not_run
+from harness.plugin.known_failures import apply as apply_known
 from harness.plugin.protocol import ItemDone
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ class SuiteRun:
         self._tarballs: dict[Path, bytes] = {}
         self._kmsg: KmsgReader | None = None
         self._kmsg_error: str | None = None
+        self._known_failures = guest_items.known_failures(config, self.roots)
 
     # Collection -----------------------------------------------------------------------------
 
@@ -87,10 +91,18 @@ class SuiteRun:
             return None  # not a guest test: pytest's own protocol runs it
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        known: KnownFailure | None
         if self.target == "local":
-            reports = self._run_local(item, nextitem)
+            known = self._known(item, kernel_names(os.uname().release, "local"))
+            if known is not None and known.crashes:
+                reports = not_run(item, known)  # an oops here would take this host down
+                known = None  # its reports already say it
+            else:
+                reports = self._run_local(item, nextitem)
         else:
-            reports = self._run_in_vm(item, nextitem, suite)
+            reports, known = self._run_in_vm(item, nextitem, suite)
+        if known is not None:
+            apply_known(reports, known)
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -113,16 +125,22 @@ class SuiteRun:
         apply_findings(reports, item_findings(done))
         return reports
 
+    def _known(self, item: pytest.Item, names: frozenset[str]) -> KnownFailure | None:
+        return self._known_failures.match(item.nodeid, names) if self._known_failures else None
+
     def _run_in_vm(
         self, item: pytest.Item, nextitem: pytest.Item | None, suite: Path
-    ) -> list[pytest.TestReport]:
+    ) -> tuple[list[pytest.TestReport], KnownFailure | None]:
         choice = guest_items.kernel_of(item) or self._default_kernel()
         ready = pytest.CallInfo.from_call(lambda: self._ready(choice, suite), when="setup")
         if ready.excinfo is not None:
             setup = item.ihook.pytest_runtest_makereport(item=item, call=ready)
-            return [setup, _teardown(item)]
+            return [setup, _teardown(item)], None
         guest, runner = ready.result
         properties = _vm_properties(guest)
+        # A known crash runs here too: its VM is replaced, and the kernel's own report of it
+        # (KASAN, an oops) is what makes it a safety failure.
+        known = self._known(item, kernel_names(guest.vm.machine.kernel_release, choice.id))
         same_runner = (
             nextitem is not None
             and guest_items.suite_of(nextitem, self.roots) == suite
@@ -165,7 +183,7 @@ class SuiteRun:
             reports.append(_teardown(item))
         for report in reports:
             report.user_properties.extend(properties)
-        return reports
+        return reports, known
 
     def _report(self, item: pytest.Item, data: dict[str, Any]) -> pytest.TestReport:
         report = self.config.hook.pytest_report_from_serializable(
@@ -251,6 +269,14 @@ class SuiteRun:
 
         source = self.config.getoption("--vendor-src")
         source_dir = Path(source).resolve() if source else None
+        sample = self.config.getoption("--vendor-sample")
+        if sample:
+            from harness.kmod.samples import SampleError, sample_for
+
+            try:
+                source_dir = sample_for(str(sample), choice, guest.progress)
+            except SampleError as err:
+                pytest.fail(str(err), pytrace=False)
         faults = bool(self.config.getoption("--module-faults"))
         try:
             if choice.own_kernel:
@@ -337,7 +363,7 @@ def _vm_properties(guest: GuestVm) -> list[tuple[str, object]]:
 
 def _teardown(item: pytest.Item) -> pytest.TestReport:
     return pytest.TestReport(
-        item.nodeid, item.location, dict(item.keywords), "passed", None, "teardown"
+        item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "passed", None, "teardown"
     )
 
 
@@ -352,7 +378,7 @@ def _failed_by(
     elif "call" not in done and reports[-1].passed:
         when = "call"  # (setup failed or skipped: the death came in its teardown)
     failure = pytest.TestReport(
-        item.nodeid, item.location, dict(item.keywords), "failed", text, when
+        item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "failed", text, when
     )
     return [*reports, failure]
 

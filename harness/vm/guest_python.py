@@ -33,7 +33,13 @@ GUEST_PACKAGES = ("core", "uapi", "mdev", "refdev", "qemu", "nested")
 GUEST_MODULES = ("__init__.py",)
 # The guest side of the pytest plugin. Its package __init__ is replaced by a stub: the host
 # plugin's __init__ registers host fixtures, which a guest has no use for.
-GUEST_PLUGIN_MODULES = ("guest_runner.py", "kmsg.py", "protocol.py", "debug_checks.py")
+GUEST_PLUGIN_MODULES = (
+    "guest_runner.py",
+    "kmsg.py",
+    "protocol.py",
+    "debug_checks.py",
+    "device_check.py",
+)
 GUEST_PLUGIN_INIT = b'"""The guest side of the vfio-harness plugin (see its guest_runner)."""\n'
 _FIXED_MTIME = 1_700_000_000  # the same tree gives the same tar, hence the same digest
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.cli_errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from harness.commands import mdev as mdev_commands
 from harness.commands import vm as vm_commands
 from harness.mdev import MdevSysfs
@@ -51,14 +52,20 @@ def test_mdev_create_list_remove_round_trip(
 def test_kernel_errors_are_one_line_not_a_traceback(
     fake_host: FakeMdevTree, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["mdev", "create", "mtty-1", "--uuid", "not-a-uuid"]) == 2
+    uuid = "3f7a9c1e-5b2d-4e8f-9a6c-0d1e2f3a4b5c"
+    assert cli.main(["mdev", "create", "mtty-1", "--uuid", uuid]) == 0
+    assert cli.main(["mdev", "create", "mtty-1", "--uuid", uuid]) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
-    assert err.startswith("vfio-harness: error:") and "EINVAL" in err
+    assert err.startswith("vfio-harness: error:") and "EEXIST" in err
     assert "Traceback" not in err
+    assert cli.main(["mdev", "create", "mtty-1", "--uuid", "not-a-uuid"]) == EXIT_USAGE
+    assert "--uuid not-a-uuid: not a UUID" in capsys.readouterr().err
 
 
 def test_unknown_kernel_is_a_user_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert cli.main(["run", "--kernel", "bookworm,nosuch", "--reports", str(tmp_path)]) == 2
+    assert (
+        cli.main(["run", "--kernel", "bookworm,nosuch", "--reports", str(tmp_path)]) == EXIT_USAGE
+    )
     err = capsys.readouterr().err
     assert "--kernel nosuch: not an image recipe" in err and "Traceback" not in err
 
@@ -69,7 +76,7 @@ def test_check_headers_on_the_host_headers(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_unknown_recipe_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["images", "build", "nosuch"]) == 2
+    assert cli.main(["images", "build", "nosuch"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "nosuch.toml" in err and "Traceback" not in err
 
@@ -91,9 +98,9 @@ def test_vm_ssh_without_a_running_vm_says_how_to_start_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
-    assert cli.main(["vm", "ssh", "--", "true"]) == 2
+    assert cli.main(["vm", "ssh", "--", "true"]) == EXIT_UNAVAILABLE
     assert "no running VM: start one with `vfio-harness vm boot`" in capsys.readouterr().err
-    assert cli.main(["vm", "ssh", "a", "b"]) == 2
+    assert cli.main(["vm", "ssh", "a", "b"]) == EXIT_USAGE
     assert "one VM name at most" in capsys.readouterr().err
 
 

@@ -46,6 +46,11 @@ def test_kmod_check_on_a_clean_file_passes(
 
 def test_kmod_sample_names_the_samples_it_knows(capsys: pytest.CaptureFixture[str]) -> None:
     from harness import cli
+    from harness.cli_errors import EXIT_USAGE
 
-    assert cli.main(["kmod", "sample", "mttyy"]) == 2
-    assert "the mdev samples are mtty, mdpy, mbochs" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["kmod", "sample", "mttyy"])
+    assert exited.value.code == EXIT_USAGE
+    assert (
+        "invalid choice: 'mttyy' (choose from 'mtty', 'mdpy', 'mbochs')" in capsys.readouterr().err
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.cli_errors import EXIT_UNAVAILABLE, EXIT_USAGE
 from harness.commands import run as run_command
 from harness.kernel import build as kernel_build
 from harness.kernel.fragments import with_base
@@ -35,6 +36,7 @@ def test_the_default_command() -> None:
         "--guest-suite=/checkout/tests/uapi",
         "--junitxml=/reports/junit.xml",
         "--ktap=/reports/results.ktap",
+        "--verdicts=/reports/verdicts.json",
         "--target=vm",
         "--kernel=bookworm",
     ]
@@ -108,8 +110,10 @@ def toolchain(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return missing
 
 
-def run_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> str:
-    assert cli.main(["run", "--reports", str(tmp_path / "reports"), *argv]) == 2
+def run_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str, code: int = EXIT_USAGE
+) -> str:
+    assert cli.main(["run", "--reports", str(tmp_path / "reports"), *argv]) == code
     err = capsys.readouterr().err
     assert err.startswith("vfio-harness: error: ")
     assert "Traceback" not in err
@@ -150,11 +154,52 @@ def test_a_missing_toolchain(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, clean_tree: Path, toolchain: list[str]
 ) -> None:
     toolchain.append("bc")
-    err = run_error(capsys, tmp_path, "--kernel-tree", str(clean_tree))
+    err = run_error(capsys, tmp_path, "--kernel-tree", str(clean_tree), code=EXIT_UNAVAILABLE)
     assert "building a kernel needs bc: vfio-harness setup --profile kernel" in err
     assert err.count("\n") == 1
 
 
 def test_a_tree_is_booted_in_vms_only(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     err = run_error(capsys, tmp_path, "--target", "local", "--kernel-tree", str(tmp_path))
-    assert "not with --target local" in err
+    assert "--kernel-tree is for VMs" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-n", "0"], "-n 0: give 1 or more"),
+        (["--vendor-module", "/nonexistent/x.ko", "--mdev-type", "t"], "no such file"),
+        (["--vendor-src", "/nonexistent", "--mdev-type", "t"], "no Kbuild or Makefile"),
+        (["--vendor-module", "{ko}", "--vendor-src", "{src}", "--mdev-type", "t"], "give one"),
+        (["--vendor-module", "{ko}"], "name the vendor driver's device to test"),
+        (["--vendor-src", "{src}", "--module-faults", "1", "--mdev-type", "t"], "not a vendor's"),
+        (["--mdev-uuid", "u", "--mdev-type", "t"], "give it alone"),
+        (["--mdev-parent", "p"], "--mdev-parent goes with --mdev-type"),
+        (["--target", "local", "--kernel", "trixie"], "--kernel is for VMs"),
+        (["--target", "local", "--module-faults", "1"], "not with --target local"),
+        (["--expect", "mmap,warp-drive"], "--expect warp-drive: not a capability; known: pci,"),
+    ],
+)
+def test_options_that_could_only_test_nothing_are_refused_before_any_build(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    ko = tmp_path / "vendor.ko"
+    ko.write_bytes(b"\x7fELF")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Kbuild").write_text("obj-m := v.o\n")
+    given = [a.format(ko=ko, src=src) for a in argv]
+    err = run_error(capsys, tmp_path, *given)
+    assert message in err
+    assert not (tmp_path / "reports").exists(), "nothing may be made before the check"
+
+
+def test_pytest_options_before_the_separator_say_where_they_go(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "-k", "dma"])
+    assert exited.value.code == EXIT_USAGE
+    assert (
+        "pytest's options go after --, e.g. vfio-harness run -- -k dma" in capsys.readouterr().err
+    )

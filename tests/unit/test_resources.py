@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
+from harness.cli_errors import EXIT_UNAVAILABLE
 from harness.core import resources
 from harness.core.resources import KMOD, RECIPES, SUITE, ResourceNotFoundError
 
@@ -82,5 +83,5 @@ def test_paths_prints_each_with_its_origin(
     assert cli.main(["paths", "kmod"]) == 0
     assert capsys.readouterr().out == f"{tmp_path}/_bundle/kmod\n"
     monkeypatch.setenv(SUITE.env, str(tmp_path))
-    assert cli.main(["paths", "suite"]) == 2
+    assert cli.main(["paths", "suite"]) == EXIT_UNAVAILABLE
     assert "$HARNESS_SUITE is" in capsys.readouterr().err

@@ -472,7 +472,7 @@ def test_failing_output_callback_kills_the_command(session: SshSession) -> None:
 
     with pytest.raises(RuntimeError, match="callback failed"):
         session.run("echo go; sleep 30", env={"TEST_MARK": token}, on_output=explode)
-    _wait_until(lambda: not _pids_mentioning(token.encode()), 2)
+    _wait_until(lambda: not _pids_mentioning(token.encode()), SLACK_S)
     assert _pids_mentioning(token.encode()) == []
     assert session.run("echo still usable").stdout == "still usable\n"
 
@@ -516,7 +516,7 @@ def test_run_timeout_kills_the_command(session: SshSession) -> None:
     assert time.monotonic() - started < 3.0 + SLACK_S
     assert err.value.stdout == "started\n"
     assert len(seen) >= 2, "the shell and its sleep were never seen running"
-    _wait_until(lambda: not _pids_mentioning(token.encode()), 2)
+    _wait_until(lambda: not _pids_mentioning(token.encode()), SLACK_S)
     assert _pids_mentioning(token.encode()) == [], "the timed-out command is still running"
     assert session.run("echo still usable").stdout == "still usable\n"
 

@@ -69,6 +69,7 @@ def test_the_tree_holds_the_guest_packages_only() -> None:
     assert plugin == [
         "harness/plugin/__init__.py",
         "harness/plugin/debug_checks.py",
+        "harness/plugin/device_check.py",
         "harness/plugin/guest_runner.py",
         "harness/plugin/kmsg.py",
         "harness/plugin/protocol.py",
