@@ -2,9 +2,15 @@
 """Fixtures of the UAPI conformance suite; it runs inside a guest or on a host with the device.
 
 The device under test: HARNESS_MDEV_UUID (an existing mdev, left alone), else a fresh mdev of
-HARNESS_MDEV_TYPE on HARNESS_MDEV_PARENT (default: our module's small type) created for each
-test and removed after it. `opened` is that device opened in each IOMMU mode (type1 container,
-iommufd + vfio cdev). Tests marked `refdev` need our reference device and skip on any other.
+HARNESS_MDEV_TYPE (on HARNESS_MDEV_PARENT, inferred when one parent offers the type; default:
+our module's small type) created for each test and removed after it. A device that is not there
+fails every test, saying what the host offers (harness.mdev.choice): it never skips. `opened` is
+that device opened in each IOMMU mode (type1 container, iommufd + vfio cdev). Tests marked
+`refdev` need our reference device (the device's bound driver is ours) and skip on any other.
+
+Every report is labelled for harness.plugin.verdicts: its area (the test file), whether it
+reaches the driver (tests marked `core_only` exercise only VFIO core, type1 or the VFS), and a
+failure's severity (verdict.py: safety, uapi or missing).
 """
 
 from __future__ import annotations
@@ -12,21 +18,20 @@ from __future__ import annotations
 import gc
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
-from harness.mdev import MdevDevice, MdevError, MdevSysfs, MdevType
+from harness.mdev import MdevDevice, MdevSysfs, MdevType
+from harness.mdev.choice import DeviceChoiceError, DeviceRequest, choose_device
 from harness.refdev import RefDevice
-from harness.refdev import registers as r
+from harness.refdev import contract as c
 from harness.uapi import IommuMode, OpenDevice
 from harness.uapi.raw.versions import KernelVersion
 from tests.uapi import util
+from tests.uapi.verdict import area_of, severity_of
 
-DEFAULT_TYPE = "vfio_harness_mdev-small"
-DEFAULT_PARENT = "vfio_harness"
-
-_vendor_ids: dict[str, int | None] = {}  # mdev type directory -> PCI vendor ID (None: not PCI)
+OUR_DEVICE = DeviceRequest(c.SMALL.type_id, c.PARENT_NAME)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +40,31 @@ def pytest_configure(config: pytest.Config) -> None:
         "refdev: needs the reference device (kmod/, vfio_harness_mdev): its registers, DMA "
         "engine or exact layout; skipped on any other device",
     )
+    config.addinivalue_line(
+        "markers",
+        "core_only: exercises only VFIO core, type1, iommufd or the VFS, never the driver's "
+        "code (counted apart: it says nothing about the driver)",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    # On the item too, so that later reports carry them: JUnit writes the teardown report's.
+    labels: list[tuple[str, object]] = []
+    if report.when == "setup":
+        reaches = item.get_closest_marker("core_only") is None
+        labels += [
+            ("area", area_of(item.path.name)),
+            ("reaches_driver", "yes" if reaches else "no"),
+        ]
+    if report.failed and call.excinfo is not None:
+        labels.append(("severity", severity_of(call.excinfo.value)))
+    item.user_properties.extend(labels)
+    report.user_properties.extend(labels)
 
 
 @pytest.fixture(scope="session")
@@ -48,17 +78,18 @@ def sysfs() -> MdevSysfs:
 
 
 @pytest.fixture(scope="session")
-def mdev_type(sysfs: MdevSysfs) -> MdevType:
-    """The type under test (that of HARNESS_MDEV_UUID when one is given)."""
-    existing = os.environ.get("HARNESS_MDEV_UUID")
+def chosen(sysfs: MdevSysfs) -> tuple[MdevType, MdevDevice | None]:
+    """The type under test, and the device HARNESS_MDEV_UUID names (None: create one)."""
     try:
-        if existing:
-            return sysfs.device(existing).mdev_type
-        type_id = os.environ.get("HARNESS_MDEV_TYPE", DEFAULT_TYPE)
-        parent = os.environ.get("HARNESS_MDEV_PARENT", DEFAULT_PARENT)
-        return sysfs.find_type(type_id, parent)
-    except MdevError as exc:
-        pytest.skip(f"no device to test: {exc}")
+        result = choose_device(sysfs, DeviceRequest.from_env(), OUR_DEVICE)
+    except DeviceChoiceError as exc:
+        pytest.fail(f"no device to test: {exc}", pytrace=False)
+    return result.mdev_type, result.existing
+
+
+@pytest.fixture(scope="session")
+def mdev_type(chosen: tuple[MdevType, MdevDevice | None]) -> MdevType:
+    return chosen[0]
 
 
 def _remove(device: MdevDevice) -> None:
@@ -82,12 +113,29 @@ def make_mdev(mdev_type: MdevType) -> Iterator[Callable[[], MdevDevice]]:
 
 
 @pytest.fixture
-def mdev(sysfs: MdevSysfs, mdev_type: MdevType, make_mdev: Callable[[], MdevDevice]) -> MdevDevice:
-    existing = os.environ.get("HARNESS_MDEV_UUID")
-    if existing:
-        return sysfs.device(existing)
-    if mdev_type.available_instances < 1:
-        pytest.skip(f"{mdev_type.type_id} has no available instance")
+def mdev(
+    chosen: tuple[MdevType, MdevDevice | None],
+    make_mdev: Callable[[], MdevDevice],
+    request: pytest.FixtureRequest,
+) -> MdevDevice:
+    device = _device(chosen, make_mdev)
+    request.node.user_properties.append(("driver", device.driver or "unbound"))
+    return device
+
+
+def _device(
+    chosen: tuple[MdevType, MdevDevice | None], make_mdev: Callable[[], MdevDevice]
+) -> MdevDevice:
+    mdev_type, existing = chosen
+    if existing is not None:
+        return existing
+    available = mdev_type.available_instances
+    if available < 1:
+        pytest.fail(
+            f"{mdev_type.type_id} has no instance left at the start of this test "
+            f"(available_instances {available}): an earlier test's devices were not released",
+            pytrace=False,
+        )
     return make_mdev()
 
 
@@ -109,28 +157,15 @@ def ref(opened: OpenDevice) -> RefDevice:
     return RefDevice(opened.device)
 
 
-def _vendor_id(mdev: MdevDevice) -> int | None:
-    key = str(mdev.mdev_type.path)
-    if key not in _vendor_ids:
-        mode = IommuMode.TYPE1 if os.path.exists("/dev/vfio/vfio") else IommuMode.IOMMUFD
-        with util.open_device(mdev, mode) as device:
-            if not device.device.info().is_pci:
-                _vendor_ids[key] = None
-            else:
-                config = device.device.region(util.CONFIG)
-                _vendor_ids[key] = config.read_int(0, 2)
-    return _vendor_ids[key]
-
-
 @pytest.fixture(autouse=True)
 def _refdev_only(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("refdev") is None:
         return
+    mdev_type: MdevType = request.getfixturevalue("mdev_type")
     device: MdevDevice = request.getfixturevalue("mdev")
-    vendor = _vendor_id(device)
-    if vendor != r.PCI_VENDOR_ID:
-        shown = "not a PCI device" if vendor is None else f"vendor ID {vendor:#06x}"
+    driver = device.driver
+    if driver != c.MODULE_NAME or mdev_type.parent_name != c.PARENT_NAME:
         pytest.skip(
-            f"needs the reference device (vendor ID {r.PCI_VENDOR_ID:#06x}); "
-            f"{device.mdev_type.type_id} is {shown}"
+            f"needs the reference device (driver {c.MODULE_NAME}); {mdev_type.type_id} is "
+            f"bound to {driver or 'no driver'}"
         )

@@ -26,25 +26,6 @@ _TABLE: dict[str, tuple[tuple[KernelVersion, int], ...]] = {
 }
 
 
-# Kernel bugs the suite exposes, with the release believed to fix them: tests of these are
-# expected to fail (strict xfail) on older kernels.
-_FIXED_IN: dict[str, tuple[KernelVersion, str]] = {
-    # type1's rb-tree lookups compute iova + size, which wraps to 0 for a mapping that ends at
-    # 2**64, so an unmap never finds it (it lingers until the container is closed).
-    "type1_mapping_at_top_of_iova_space": (
-        kv("6.18"),
-        "type1 cannot unmap a mapping that ends at 2**64 (fixed upstream ~6.18)",
-    ),
-}
-
-
-def known_bug(name: str, release: str | None = None) -> str | None:
-    """Why `name` is expected to fail on `release`, or None where the kernel has the fix."""
-    version = KernelVersion.parse(release if release is not None else os.uname().release)
-    fixed, why = _FIXED_IN[name]
-    return why if version < fixed else None
-
-
 def expected_errno(name: str, release: str | None = None) -> int:
     """The errno `name` fails with on `release` (default: the running kernel)."""
     version = KernelVersion.parse(release if release is not None else os.uname().release)

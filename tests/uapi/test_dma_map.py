@@ -18,10 +18,17 @@ from harness.uapi.open_device import IommufdMapper
 from harness.uapi.raw import iommufd as i
 from harness.uapi.raw import vfio as v
 from tests.uapi import util
-from tests.uapi.errnos import expected_errno, known_bug
+from tests.uapi.errnos import expected_errno
 from tests.uapi.util import IOVA, raises_errno
 
+# MAP/UNMAP and IOAS ioctls are type1's and iommufd's: no mdev driver code runs (pins are
+# test_device_dma.py's, where the driver's .dma_unmap does).
+pytestmark = pytest.mark.core_only
+
 PAGES = 16
+# type1's lookups compute iova + size, which wraps to 0 for a mapping that ends at 2**64: an
+# unmap never finds it (fixed upstream ~6.18, "handle DMA map/unmap up to the addressable limit").
+TOP_OF_IOVA_BUG = "type1 cannot unmap a mapping that ends at 2**64 (fixed upstream ~6.18)"
 SIZE = PAGES * PAGE_SIZE
 RW = v.VFIO_DMA_MAP_FLAG_READ | v.VFIO_DMA_MAP_FLAG_WRITE
 DMA_ENTRY_LIMIT = Path("/sys/module/vfio_iommu_type1/parameters/dma_entry_limit")
@@ -139,17 +146,16 @@ def test_type1_map_iova_wraparound(container: Container, buffer: DmaBuffer) -> N
 
 @pytest.mark.parametrize("unmap", ["range", "all"])
 def test_type1_map_at_top_of_iova_space(
-    container: Container, buffer: DmaBuffer, unmap: str, request: pytest.FixtureRequest
+    container: Container, buffer: DmaBuffer, unmap: str
 ) -> None:
-    bug = known_bug("type1_mapping_at_top_of_iova_space")
-    if bug:
-        request.applymarker(pytest.mark.xfail(reason=bug, strict=True))
     # Any IOVA is valid for an emulated IOMMU, up to and including the last page.
     container.map_dma(2**64 - SIZE, SIZE, buffer.vaddr)
-    if unmap == "range":
-        assert container.unmap_dma(2**64 - SIZE, SIZE) == SIZE
-    else:
-        assert container.unmap_all() == SIZE
+    unmapped = (
+        container.unmap_dma(2**64 - SIZE, SIZE) if unmap == "range" else container.unmap_all()
+    )
+    if unmapped == 0:  # the lookup missed the mapping: the bug, seen, not assumed by version
+        pytest.xfail(TOP_OF_IOVA_BUG)
+    assert unmapped == SIZE
 
 
 def test_type1_map_readonly_and_writeonly(container: Container, buffer: DmaBuffer) -> None:

@@ -1,10 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Region read/write through the device fd: 1/2/4/8-byte accesses, unaligned, at the edges and
-past the end (EINVAL); PCI config space semantics (read-only fields, BAR sizing)."""
+"""PCI config space semantics (read-only fields, BAR sizing) and our device's registers and
+memory through the device fd (every region's edges are test_regions.py's)."""
 
 from __future__ import annotations
 
-import errno
 import os
 
 import pytest
@@ -13,10 +12,9 @@ from harness.refdev import RefDevice
 from harness.refdev import contract as c
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
-from harness.uapi import OpenDevice, Region, RegionInfo
+from harness.uapi import OpenDevice, Region
 from harness.uapi.raw import vfio as v
 from tests.uapi import util
-from tests.uapi.util import raises_errno
 
 WIDTHS = [1, 2, 4, 8]
 PCI_COMMAND_IO = 0x1
@@ -28,64 +26,10 @@ MSI_FLAGS_ENABLE = 0x1
 MSI_FLAGS_64BIT = 0x80
 
 
-def readable_regions(opened: OpenDevice) -> list[RegionInfo]:
-    found = [info for info in util.regions(opened.device) if info.size and info.readable]
-    if not found:
-        pytest.skip("the device has no readable region")
-    return found
-
-
 def pci_config(opened: OpenDevice) -> Region:
     if not opened.device.info().is_pci:
         pytest.skip("not a vfio-pci device: no PCI config space")
     return opened.device.region(util.CONFIG)
-
-
-# -- any device: reads, and accesses that must fail -------------------------------------------
-
-
-@pytest.mark.parametrize("width", WIDTHS)
-def test_read_widths_at_both_edges(opened: OpenDevice, width: int) -> None:
-    for info in readable_regions(opened):
-        if info.size < width:
-            continue
-        region = Region(opened.device, info)
-        for offset in (0, info.size - width):
-            assert len(region.read_exact(offset, width)) == width
-
-
-@pytest.mark.parametrize("width", WIDTHS)
-def test_read_crossing_the_end(opened: OpenDevice, width: int) -> None:
-    for info in readable_regions(opened):
-        with raises_errno(errno.EINVAL):
-            Region(opened.device, info).read(
-                info.size - width + 1 if width > 1 else info.size, width
-            )
-
-
-@pytest.mark.parametrize("width", WIDTHS)
-def test_write_crossing_the_end(opened: OpenDevice, width: int) -> None:
-    for info in util.regions(opened.device):
-        if not (info.size and info.writable):
-            continue
-        offset = info.size - width + 1 if width > 1 else info.size
-        with raises_errno(errno.EINVAL):
-            Region(opened.device, info).write(offset, b"\0" * width)
-
-
-def test_access_to_an_empty_region(opened: OpenDevice) -> None:
-    empty = [info for info in util.regions(opened.device) if not info.size]
-    if not empty:
-        pytest.skip("every region of the device has a size")
-    for info in empty:
-        with raises_errno(errno.EINVAL):
-            Region(opened.device, info).read(0, 4)
-
-
-def test_access_beyond_every_region(opened: OpenDevice) -> None:
-    last = max(info.offset + info.size for info in util.regions(opened.device))
-    with raises_errno(errno.EINVAL):
-        os.pread(opened.device.fd, 4, last + (1 << 40))
 
 
 # -- any PCI device: config space ------------------------------------------------------------

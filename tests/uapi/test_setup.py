@@ -20,13 +20,15 @@ from harness.uapi import (
     Group,
     Iommufd,
     IommuMode,
-    OpenDevice,
     open_iommufd,
 )
 from harness.uapi.raw import vfio as v
 from tests.uapi import util
 from tests.uapi.errnos import expected_errno
 from tests.uapi.util import raises_errno
+
+# Containers, groups and iommufd: VFIO core, type1 and iommufd answer; no driver code runs.
+pytestmark = pytest.mark.core_only
 
 TYPE1 = {"type1v1": v.VFIO_TYPE1_IOMMU, "type1v2": v.VFIO_TYPE1v2_IOMMU}
 UNKNOWN_IOCTL = 0x3B00 | 99  # _IO(';', 99): below VFIO_BASE, never assigned
@@ -180,16 +182,6 @@ def test_unknown_ioctl_container(group: Group, container: Container) -> None:
 def test_unknown_ioctl_group(group: Group) -> None:
     with raises_errno(errno.ENOTTY):
         group.ioctl(UNKNOWN_IOCTL, "unknown ioctl")
-
-
-def test_unknown_ioctl_device(opened: OpenDevice) -> None:
-    with raises_errno(errno.ENOTTY):
-        opened.device.ioctl(UNKNOWN_IOCTL, "unknown ioctl")
-
-
-def test_container_ioctl_on_device_fd(opened: OpenDevice) -> None:
-    with raises_errno(errno.ENOTTY):
-        opened.device.ioctl(v.VFIO_IOMMU_GET_INFO, "VFIO_IOMMU_GET_INFO", 0)
 
 
 # -- iommufd / vfio cdev ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from harness.uapi.errors import errno_name
 from harness.uapi.open_device import Type1Mapper
 from harness.uapi.raw import vfio as v
 from harness.uapi.region import RegionInfo
+from tests.uapi.verdict import MissingCapabilityError, SafetyError
 
 CONTAINER_PATH = "/dev/vfio/vfio"
 IOMMUFD_PATH = "/dev/iommu"
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 CONFIG = v.VFIO_PCI_CONFIG_REGION_INDEX
+EXPECT_ENV = "HARNESS_EXPECT"
 IOVA = 0x1000_0000  # where tests map their buffers
 
 
@@ -39,6 +41,12 @@ def require_mode(mode: IommuMode) -> None:
         pytest.skip(NO_IOMMUFD)
     if mode is IommuMode.TYPE1 and not os.path.exists(CONTAINER_PATH):
         pytest.skip(NO_CONTAINER)
+
+
+def any_mode() -> IommuMode:
+    """An IOMMU mode this kernel offers (type1 where it exists), for tests of the device
+    itself rather than of the mode."""
+    return IommuMode.TYPE1 if os.path.exists(CONTAINER_PATH) else IommuMode.IOMMUFD
 
 
 def open_device(mdev: MdevDevice, mode: IommuMode) -> OpenDevice:
@@ -60,14 +68,21 @@ def type1(opened: OpenDevice) -> Type1Mapper:
 
 
 @contextlib.contextmanager
-def raises_errno(expected: int) -> Iterator[None]:
-    """The block must fail with OSError `expected` (VfioError/IoctlError/MdevError are)."""
-    with pytest.raises(OSError) as caught:
+def raises_errno(*expected: int, accepted: type[AssertionError] = AssertionError) -> Iterator[None]:
+    """The block must fail with OSError of one of `expected` (VfioError, IoctlError and
+    MdevError are). Succeeding raises `accepted` (SafetyError for an out-of-range access)."""
+    names = " or ".join(errno_name(e) for e in expected)
+    try:
         yield
-    got = caught.value.errno
-    assert got == expected, (
-        f"expected {errno_name(expected)}, got {errno_name(got or 0)}: {caught.value}"
-    )
+    except OSError as exc:
+        assert exc.errno in expected, f"expected {names}, got {errno_name(exc.errno or 0)}: {exc}"
+        return
+    raise accepted(f"succeeded; expected {names}")
+
+
+def refused_out_of_range(*expected: int) -> contextlib.AbstractContextManager[None]:
+    """An access outside what the device has: a driver that performs it is unsafe."""
+    return raises_errno(*expected, accepted=SafetyError)
 
 
 def raw_info(
@@ -99,4 +114,52 @@ def rw_region(device: Device, *, mmap: bool = False) -> RegionInfo:
     for info in regions(device):
         if info.size and info.readable and info.writable and (info.mmap_areas() or not mmap):
             return info
-    pytest.skip(f"the device has no read/write{' mmap-able' if mmap else ''} region")
+    if mmap:
+        require("mmap", False, "the device has no read/write mmap-able region")
+    require("rw-region", False, "the device has no read/write region")
+    raise AssertionError("unreachable")
+
+
+def expected() -> frozenset[str]:
+    """The capabilities --expect names (HARNESS_EXPECT, harness.uapi.profile.CAPABILITIES)."""
+    return frozenset(n.strip() for n in os.environ.get(EXPECT_ENV, "").split(",") if n.strip())
+
+
+def require(capability: str, offered: bool, why: str) -> None:
+    """Go on if the driver offers `capability`; else skip, or fail as *missing* when --expect
+    names it (a vendor who knows their driver must offer it)."""
+    if offered:
+        return
+    if capability in expected():
+        raise MissingCapabilityError(
+            f"the driver lacks {capability}, which --expect asked for: {why}"
+        )
+    pytest.skip(why)
+
+
+class Failures:
+    """Checks over several regions or indexes that all run: each failure is noted, and the
+    test fails at the end with every one of them (a loop that stopped at the first would
+    never exercise the rest). `checked` counts what was looked at, so a loop over nothing
+    cannot pass."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, AssertionError]] = []
+        self.checked = 0
+
+    @contextlib.contextmanager
+    def check(self, what: str) -> Iterator[None]:
+        self.checked += 1
+        try:
+            yield
+        except AssertionError as exc:
+            self.found.append((what, exc))
+
+    def verify(self, nothing: str) -> None:
+        """Fail with every failure (the worst severity first); skip when nothing was checked."""
+        if not self.checked:
+            pytest.skip(nothing)
+        if self.found:
+            self.found.sort(key=lambda pair: not isinstance(pair[1], SafetyError))
+            text = "\n".join(f"{what}: {exc}" for what, exc in self.found)
+            raise type(self.found[0][1])(f"{len(self.found)} of {self.checked} failed:\n{text}")
