@@ -6,8 +6,8 @@ loaded by hand, and `vfio-harness run --target local` testing the device on that
 Two drivers: ours (kmod/), and one we did not write, the kernel's mtty sample (built from
 Debian's linux-source like any vendor's driver). Each run's JUnit must show that the suite
 really ran: every test collected, passed tests in every file (another driver may leave out only
-the files that need our reference device), none skipped for want of a device. mtty has real
-bugs the suite reports, so its run may exit 1 (tests failed), never anything else.
+the files that need our reference device), none skipped for want of a device. mtty's real bugs
+are expected failures (tests/uapi/known/mtty.toml): anything else it does must pass.
 """
 
 from __future__ import annotations
@@ -143,13 +143,11 @@ def test_the_installed_harness_tests_the_kernels_mtty_sample(
         module = build_vendor_module(host.image, source=sample_source("mtty", "bookworm"))
     except (SampleError, VendorModuleError) as err:
         pytest.fail(str(err), pytrace=False)
-    options = "--mdev-parent mtty --mdev-type mtty-2"
+    # The parent is inferred from the type; mtty's known bugs are expected failures.
+    options = "--mdev-type mtty-2 --known-failures mtty"
     status, output, junit = _suite_on_host(host, module, options, record_property)
-    assert status in (0, 1), f"the suite did not run to its end (exit {status}):\n{output}"
     result = read_suite_junit(junit)
-    record_property("mtty_failed", len(result.failed))
     print(f"mtty, --target local in the guest: {result.summary()}")
-    findings = "\n  ".join(result.failed)
-    print(f"mtty's failures (the suite's findings, not this test's):\n  {findings}")
-    assert (status == 1) == bool(result.failed), output
+    assert status == 0, f"mtty did more than its known bugs (exit {status}):\n{output}"
+    assert "known bugs (--known-failures, xfailed)" in output, output
     assert not untested(result, files=SUITE_FILES, refdev=False), output
