@@ -126,7 +126,9 @@ class SuiteRun:
         return reports
 
     def _known(self, item: pytest.Item, names: frozenset[str]) -> KnownFailure | None:
-        return self._known_failures.match(item.nodeid, names) if self._known_failures else None
+        if self._known_failures is None:
+            return None
+        return self._known_failures.match(guest_items.guest_nodeid(item), names)
 
     def _run_in_vm(
         self, item: pytest.Item, nextitem: pytest.Item | None, suite: Path

@@ -94,11 +94,14 @@ class Verdicts:
     def summary(self) -> list[dict[str, object]]:
         """Per kernel and driver: failures and known bugs by severity, outcomes by area, and
         how many of the tests that ran reached the driver."""
-        groups: dict[tuple[str, str], list[_Test]] = defaultdict(list)
+        groups: dict[str, list[_Test]] = defaultdict(list)
         for test in self.tests.values():
-            groups[(test.kernel, test.driver)].append(test)
+            groups[test.kernel].append(test)
         result = []
-        for (kernel, driver), tests in sorted(groups.items()):
+        for kernel, tests in sorted(groups.items()):
+            # Tests without a device (containers, sysfs types) name no driver.
+            drivers = Counter(t.driver for t in tests if t.driver != "?")
+            driver = drivers.most_common(1)[0][0] if drivers else "?"
             ran = [t for t in tests if t.outcome in ("passed", "failed")]
             areas: dict[str, Counter[str]] = defaultdict(Counter)
             for test in tests:

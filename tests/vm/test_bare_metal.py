@@ -146,8 +146,8 @@ def test_the_installed_harness_tests_the_kernels_mtty_sample(
     # The parent is inferred from the type; mtty's known bugs are expected failures.
     options = "--mdev-type mtty-2 --known-failures mtty"
     status, output, junit = _suite_on_host(host, module, options, record_property)
+    assert status == 0, f"mtty did more than its known bugs (exit {status}):\n{output}"
     result = read_suite_junit(junit)
     print(f"mtty, --target local in the guest: {result.summary()}")
-    assert status == 0, f"mtty did more than its known bugs (exit {status}):\n{output}"
     assert "known bugs (--known-failures, xfailed)" in output, output
     assert not untested(result, files=SUITE_FILES, refdev=False), output
