@@ -39,6 +39,8 @@ MODULE_PARM_DESC(max_instances, "instances per mdev type at most (default 8)");
 unsigned int hmdev_fault;
 module_param_named(fault, hmdev_fault, uint, 0644);
 MODULE_PARM_DESC(fault, "TEST BUILD: deliberate bugs to inject (faults.h bits)");
+/* `modinfo -F faults` tells a test build from the real one without loading it. */
+MODULE_INFO(faults, "test build with deliberate bugs (kmod/faults.h)");
 #endif
 
 static struct hmdev_type hmdev_types[HMDEV_NR_TYPES] = {

@@ -105,6 +105,18 @@ def chroot_environment() -> dict[str, str]:
     return {"PATH": CHROOT_PATH, "LC_ALL": "C", "HOME": "/root"}
 
 
+# Make variables that change what kmod/ builds: set on the command line by the harness only, so
+# one left in a user's environment cannot turn a normal build into a test build (or back).
+_MAKE_SWITCHES = ("HMDEV_FAULTS",)
+
+
+def host_environment() -> dict[str, str]:
+    """The caller's environment for a host build (a kernel tree may need its CC, PATH...),
+    less the variables that would change our module behind its cache key."""
+    environment = {k: v for k, v in os.environ.items() if k not in _MAKE_SWITCHES}
+    return {**environment, "LC_ALL": "C"}
+
+
 def kernel_release_of(kernel_build_dir: Path) -> str:
     """The release a prepared kernel build directory builds modules for."""
     path = kernel_build_dir / "include/config/kernel.release"
@@ -181,7 +193,7 @@ def build_module_host(
         job = _MakeJob(
             name=_module_name(source),
             argv=tuple(make),
-            environment=dict(os.environ, LC_ALL="C"),
+            environment=host_environment(),
             staged=staged,
             shown_dir=str(staged),
             release=release,

@@ -19,6 +19,7 @@ from harness.kmod.builder import (
     build_module,
     build_module_host,
     chroot_environment,
+    host_environment,
     kernel_release_of,
     make_argv,
     namespaced_chroot_argv,
@@ -74,6 +75,48 @@ def test_no_host_environment_reaches_the_chroot(monkeypatch: pytest.MonkeyPatch)
     env = chroot_environment()
     assert set(env) == {"PATH", "LC_ALL", "HOME"}
     assert env["LC_ALL"] == "C"  # gcc's diagnostics in ASCII, as the parser expects
+
+
+def test_a_fault_switch_in_the_environment_does_not_reach_a_host_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HMDEV_FAULTS", "1")
+    monkeypatch.setenv("CC", "gcc-12")  # a kernel tree's own settings do pass
+    env = host_environment()
+    assert "HMDEV_FAULTS" not in env
+    assert (env["CC"], env["LC_ALL"]) == ("gcc-12", "C")
+
+
+def kmod_cflags(*make_vars: str, environment: dict[str, str] | None = None) -> str:
+    """ccflags-y as kmod/Kbuild sets it, evaluated by make without a kernel tree."""
+    kbuild = Path(__file__).parents[2] / "kmod" / "Kbuild"
+    show = "show-ccflags: ; @echo '$(ccflags-y)'"
+    argv = ["make", "-s", "-f", str(kbuild), f"--eval={show}", "show-ccflags", *make_vars]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, env=environment)
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize(
+    ("make_vars", "fault_build"),
+    [
+        ((), False),
+        (("HMDEV_FAULTS=1",), True),
+        (("HMDEV_FAULTS=0",), False),
+        (("HMDEV_FAULTS=",), False),
+        (("HMDEV_FAULTS=yes",), False),
+    ],
+)
+def test_only_hmdev_faults_1_makes_the_test_build(
+    make_vars: tuple[str, ...], fault_build: bool
+) -> None:
+    assert ("-DHMDEV_FAULTS" in kmod_cflags(*make_vars)) is fault_build
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_hmdev_faults_0_in_the_environment_builds_the_normal_module() -> None:
+    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HMDEV_FAULTS": "0"}
+    assert "-DHMDEV_FAULTS" not in kmod_cflags(environment=environment)
 
 
 # --- kbuild output -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from harness.kmod import builder
 from harness.kmod.build_env import BuildEnv, build_env_for
 from harness.kmod.builder import ModuleBuildError, build_module
 from harness.kmod.modinfo import module_info
+from harness.kmod.module_cache import build_vendor_module
 from harness.plugin.policy import vm_unavailable
 from harness.vm.saved_state import start_vm
 
@@ -139,3 +140,15 @@ def test_hello_loads_in_the_booted_guest(name: str, tmp_path: Path) -> None:
         log = vm.run("dmesg | grep 'hello: '")
     assert "hello: loaded, answer=7" in log
     assert "hello: unloaded" in log
+
+
+def test_only_the_test_build_of_our_module_says_it_has_faults() -> None:
+    image, _ = image_and_env("bookworm")
+    normal = build_vendor_module(image)
+    faulty = build_vendor_module(image, faults=True)
+    assert normal.parent != faulty.parent, "the two builds must be cached apart"
+    assert "-faults-" in faulty.parent.name
+    assert module_info(faulty).first("faults"), "a test build must say so in its modinfo"
+    assert module_info(normal).first("faults") is None
+    knobs = {p.split(":", 1)[0] for p in module_info(normal).fields.get("parmtype", ())}
+    assert "pool_mib" in knobs and "fault" not in knobs, "a normal build has no fault knob"
