@@ -108,6 +108,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "guest: a guest test: runs in a VM's guest runner (or --target local)"
     )
+    config.addinivalue_line(
+        "markers",
+        "guest_timeout(seconds): a guest test's own limit, below --guest-timeout (stretched "
+        "for TCG the same way): for tests whose failure is a hang",
+    )
     os.environ.update(guest_items.mdev_environment(config))  # the suite's contract, see above
     config.pluginmanager.register(SuiteRun(config), "vfio-harness-suite-run")
     ktap = config.getoption("--ktap")

@@ -150,7 +150,7 @@ class SuiteRun:
         )
         next_id = guest_items.guest_nodeid(nextitem) if same_runner and nextitem else None
         mark = guest.console_mark()
-        timeout = guest.scaled(float(self.config.getoption("--guest-timeout")))
+        timeout = guest.scaled(guest_timeout(item, float(self.config.getoption("--guest-timeout"))))
         outcome = runner.run(
             guest_items.guest_nodeid(item),
             next_id,
@@ -389,3 +389,11 @@ def _warn(config: pytest.Config, text: str) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"[vfio-harness] {text}")
+
+
+def guest_timeout(item: pytest.Item, default: float) -> float:
+    """Seconds `item` may run in its guest: its guest_timeout marker's, if lower."""
+    marker = item.get_closest_marker("guest_timeout")
+    if marker is None or not marker.args:
+        return default
+    return min(default, float(marker.args[0]))

@@ -45,6 +45,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "core_only: exercises only VFIO core, type1, iommufd or the VFS, never the driver's "
         "code (counted apart: it says nothing about the driver)",
     )
+    # The harness's plugin acts on it on the host; registered here for the guest's pytest.
+    config.addinivalue_line("markers", "guest_timeout(seconds): this test's own time limit")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -14,7 +14,7 @@ from harness.mdev import MdevDevice
 from harness.refdev import Direction, RefDevice
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
-from harness.uapi import DmaBuffer, EventFd, IommuMode, IrqIndex, OpenDevice
+from harness.uapi import DmaBuffer, EventFd, IommuMode, IrqIndex, Migration, MigState, OpenDevice
 from harness.uapi.errors import errno_name
 from harness.uapi.irq import IrqInfo, eventfd_payload
 from harness.uapi.raw import vfio as v
@@ -312,6 +312,40 @@ def test_intx_disabled_in_command(ref: RefDevice, opened: OpenDevice, eventfd: E
     ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
     ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
     assert eventfd.wait(QUIET) == 0
+
+
+INTX_DISABLE = 0x400  # PCI_COMMAND_INTX_DISABLE
+
+
+@pytest.mark.refdev
+@pytest.mark.parametrize("trigger", ["attach", "unmask", "command"])
+def test_a_stopped_device_signals_no_intx(
+    ref: RefDevice, opened: OpenDevice, eventfd: EventFd, trigger: str
+) -> None:
+    """With the line asserted, attaching the eventfd, UNMASK or clearing INTx disable in the
+    command register fire INTx, but not while migration has the device stopped: the
+    interrupt comes when it runs again."""
+    intx = opened.device.irq(v.VFIO_PCI_INTX_IRQ_INDEX)
+    if trigger != "attach":
+        intx.attach_eventfds([eventfd.fd])
+    if trigger == "unmask":
+        intx.mask()
+    if trigger == "command":
+        ref.config.write_int(pci.COMMAND, 2, ref.config.read_int(pci.COMMAND, 2) | INTX_DISABLE)
+    ref.write32(r.REG_IRQ_MASK, r.IRQ_SOFTWARE)
+    ref.write32(r.REG_IRQ_RAISE, r.IRQ_SOFTWARE)
+    assert eventfd.wait(QUIET) == 0, f"fired before the {trigger}"
+    mig = Migration(opened.device)
+    mig.set_state(MigState.STOP)
+    if trigger == "attach":
+        intx.attach_eventfds([eventfd.fd])
+    elif trigger == "unmask":
+        intx.unmask()
+    else:
+        ref.config.write_int(pci.COMMAND, 2, ref.config.read_int(pci.COMMAND, 2) & ~INTX_DISABLE)
+    assert eventfd.wait(QUIET) == 0, f"a stopped device signalled INTx on {trigger}"
+    mig.set_state(MigState.RUNNING)
+    assert eventfd.wait(WAIT) == 1, "the asserted line must fire once the device runs again"
 
 
 @pytest.mark.refdev

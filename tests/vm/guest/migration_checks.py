@@ -105,6 +105,12 @@ class Saved:
         records[index] = dataclasses.replace(records[index], **changes)
         return encode(records, renumber="seq" not in changes)
 
+    def with_bits(self, tag: Tag, offset: int, bits: int) -> bytes:
+        """Valid CRCs, byte `offset` of the `tag` record's payload XORed with `bits`."""
+        payload = bytearray(self.payload(tag))
+        payload[offset] ^= bits
+        return self.with_record(self.index(tag), payload=bytes(payload))
+
 
 # The refused streams: id -> (what is wrong with it, how to make it from a good stream). The ids
 # with "(valid CRC)" in their text are re-encoded, so only the named defect is wrong.
@@ -183,6 +189,39 @@ CORRUPTIONS: dict[str, Corruption] = {
             + b"\x09\x00"
             + s.payload(Tag.CONFIG)[pci.SUBSYSTEM_ID + 2 :],
         ),
+    ),
+    # Read-only state a device cannot hold: each must be refused, not written into the device.
+    "config_header_type": (
+        "CONFIG with a multi-function header type (valid CRC)",
+        lambda s: s.with_bits(Tag.CONFIG, pci.HEADER_TYPE, 0x80),
+    ),
+    "config_bar_flag": (
+        "CONFIG with BAR0's prefetchable flag set (valid CRC)",
+        lambda s: s.with_bits(Tag.CONFIG, pci.BAR0, pci.BAR_PREFETCH),
+    ),
+    "config_msi_control": (
+        "CONFIG with MSI's multiple-message-capable bits set (valid CRC)",
+        lambda s: s.with_bits(Tag.CONFIG, r.PCI_MSI_CAP_OFFSET + 2, 0x0E),
+    ),
+    "config_status": (
+        "CONFIG with the status register's 66 MHz bit set (valid CRC)",
+        lambda s: s.with_bits(Tag.CONFIG, pci.STATUS, 0x20),
+    ),
+    "config_undefined_byte": (
+        "CONFIG with a byte set past the capabilities (valid CRC)",
+        lambda s: s.with_bits(Tag.CONFIG, 0xF0, 0x5A),
+    ),
+    "regs_undefined_byte": (
+        "REGS with a byte set where there is no register (valid CRC)",
+        lambda s: s.with_bits(Tag.REGS, 0x100, 0x5A),
+    ),
+    "regs_irq_unknown_source": (
+        "REGS with an IRQ_STATUS bit of no interrupt source (valid CRC)",
+        lambda s: s.with_bits(Tag.REGS, r.REG_IRQ_STATUS, 0x80),
+    ),
+    "regs_write_only_set": (
+        "REGS with the write-only DMA_CMD register set (valid CRC)",
+        lambda s: s.with_bits(Tag.REGS, r.REG_DMA_CMD, 0x01),
     ),
     "irqs_unknown_bit": (
         "IRQS with an undefined state bit (valid CRC)",

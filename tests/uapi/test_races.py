@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: MIT
+"""Races (reference device): the DMA engine copying in one thread while other threads unmap and
+map its range, reset the device, or open a second device in the same container or IOAS.
+
+The bugs these find crash the kernel (type1 BUG()s when a driver leaves a page of an unmapped
+range pinned; iommufd WARNs and fails the unmap with EDEADLK) or deadlock it, so a failing run
+shows as a splat or a dead guest. Each race runs for RACE_SECONDS or RACE_ROUNDS rounds,
+whichever ends first, and must have raced: DMA completed during it and the other thread went
+round. Afterwards nothing may be left: no page pinned, every pin unpinned, and the device copies
+correctly again.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Self
+
+import pytest
+
+from harness.mdev import MdevDevice
+from harness.refdev import Direction, Method, RefDevice
+from harness.refdev import registers as r
+from harness.refdev.device import dma_command
+from harness.uapi import PAGE_SIZE, DmaBuffer, Group, OpenDevice
+from harness.uapi.open_device import IommufdMapper, Type1Mapper, open_iommufd
+from tests.uapi import util
+from tests.uapi.util import IOVA
+
+# A race that finds a bug may hang the guest: it gets its VM replaced after this, not the
+# suite's --guest-timeout.
+pytestmark = [pytest.mark.refdev, pytest.mark.guest_timeout(30)]
+
+RACE_SECONDS = 3.0
+RACE_ROUNDS = 2000
+BUFFER = 128 * PAGE_SIZE
+# Two of the engine's pin batches' worth would be 1024 pages; a shorter copy races more often.
+COPY = 64 * PAGE_SIZE
+# A copy that finds its range unmapped fails like a device hitting an IOMMU fault: with the
+# backend's answer for an IOVA it does not map (type1 EINVAL, iommufd ENOENT, vfio_dma_rw
+# EFAULT), or EFAULT when the device was told of the unmap first.
+UNMAPPED = {errno.EINVAL, errno.ENOENT, errno.EFAULT}
+
+
+@dataclass(frozen=True)
+class Copy:
+    method: Method
+    keep_pinned: bool
+
+    @property
+    def command(self) -> int:
+        return dma_command(Direction.TO_DEVICE, self.method, self.keep_pinned)
+
+
+COPIES = [
+    pytest.param(Copy(Method.PIN, keep_pinned=False), id="pin"),
+    pytest.param(Copy(Method.PIN, keep_pinned=True), id="pin-kept"),
+    pytest.param(Copy(Method.RW, keep_pinned=False), id="dma_rw"),
+]
+
+
+class Repeat:
+    """Runs `step` over and over in a thread of its own until the block ends; its error, if
+    any, is raised in the test's thread."""
+
+    def __init__(self, step: Callable[[], None], name: str) -> None:
+        self.rounds = 0
+        self._step = step
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._step()
+                self.rounds += 1
+        except BaseException as exc:
+            self._error = exc
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), f"{self._thread.name}: a call has not returned in 30 s"
+        if self._error is not None:
+            raise self._error
+
+
+class DmaLoop(Repeat):
+    """Rings the doorbell of one programmed copy, over and over, and counts the outcomes."""
+
+    def __init__(self, ref: RefDevice, copy: Copy) -> None:
+        super().__init__(self._copy_once, "dma-loop")
+        self.ref = ref
+        self.command = copy.command
+        self.outcomes: Counter[str] = Counter()  # "done", or the failed copy's errno name
+
+    def _copy_once(self) -> None:
+        self.ref.write32(r.REG_DMA_CMD, self.command)
+        status = self.ref.read32(r.REG_DMA_STATUS)
+        error = self.ref.read32(r.REG_DMA_ERROR)
+        done = status & r.DMA_STATUS_DONE
+        self.outcomes["done" if done else errno.errorcode.get(error, str(error))] += 1
+
+    def check_raced(self, rounds: int, what: str) -> None:
+        """The copies ran while the other side went round, and failed only as allowed."""
+        unexpected = {
+            name: n
+            for name, n in self.outcomes.items()
+            if name != "done" and getattr(errno, name, None) not in UNMAPPED
+        }
+        assert not unexpected, f"copies failed with {unexpected} while racing {what}"
+        assert self.outcomes["done"] > 0, f"no copy completed while racing {what}"
+        assert rounds > 0, f"{what} never went round"
+
+
+def race(step: Callable[[], None]) -> int:
+    """Run `step` until RACE_SECONDS or RACE_ROUNDS; the rounds done."""
+    deadline = time.monotonic() + RACE_SECONDS
+    rounds = 0
+    while rounds < RACE_ROUNDS and time.monotonic() < deadline:
+        step()
+        rounds += 1
+    return rounds
+
+
+def program(ref: RefDevice, length: int = COPY) -> None:
+    ref.write64(r.REG_DMA_SRC, IOVA)
+    ref.write64(r.REG_DMA_DST, 0)
+    ref.write32(r.REG_DMA_LEN, length)
+
+
+def check_nothing_left(ref: RefDevice, opened: OpenDevice, buffer: DmaBuffer) -> None:
+    """No page pinned, every pin unpinned, and a copy is right again."""
+    opened.dma.unmap_all()  # unpins what a kept copy still holds
+    counters = ref.counters()
+    assert counters.pinned_pages == 0, f"{counters.pinned_pages} page(s) still pinned"
+    assert counters.total_pins == counters.total_unpins, (
+        f"{counters.total_pins} pages pinned, {counters.total_unpins} unpinned"
+    )
+    opened.dma.map_buffer(IOVA, buffer)
+    data = os.urandom(COPY)
+    buffer.write(0, data)
+    ref.dma(IOVA, 0, COPY, Direction.TO_DEVICE).check("a copy after the race")
+    assert ref.mem_read(0, COPY) == data
+
+
+@pytest.fixture
+def mapped(opened: OpenDevice) -> Iterator[DmaBuffer]:
+    with DmaBuffer(BUFFER) as buffer:
+        opened.dma.map_buffer(IOVA, buffer)
+        yield buffer
+
+
+@pytest.mark.parametrize("copy", COPIES)
+def test_copies_race_unmap_and_map_of_their_range(
+    ref: RefDevice, opened: OpenDevice, mapped: DmaBuffer, copy: Copy
+) -> None:
+    program(ref)
+
+    def unmap_and_map() -> None:
+        opened.dma.unmap(IOVA, BUFFER)
+        opened.dma.map_buffer(IOVA, mapped)
+
+    with DmaLoop(ref, copy) as loop:
+        rounds = race(unmap_and_map)
+    loop.check_raced(rounds, "unmap and map of the range")
+    check_nothing_left(ref, opened, mapped)
+
+
+@pytest.mark.parametrize("copy", COPIES)
+def test_copies_race_reset(
+    ref: RefDevice, opened: OpenDevice, mapped: DmaBuffer, copy: Copy
+) -> None:
+    def reset_and_program() -> None:
+        opened.device.reset()  # zeroes the DMA registers: program them again
+        program(ref)
+
+    program(ref)
+    with DmaLoop(ref, copy) as loop:
+        rounds = race(reset_and_program)
+    # A doorbell rung between the reset and the new program copies nothing: EINVAL (length 0).
+    loop.check_raced(rounds, "reset")
+    check_nothing_left(ref, opened, mapped)
+
+
+def open_beside(opened: OpenDevice, device: MdevDevice) -> OpenDevice:
+    """`device` opened in the same type1 container, or attached to the same IOAS."""
+    if isinstance(opened.dma, Type1Mapper):
+        group_number = device.iommu_group
+        assert group_number is not None, f"mdev {device.uuid} has no IOMMU group"
+        group = Group.open(group_number)
+        try:
+            group.set_container(opened.dma.container)
+            second = group.open_device(device.uuid)
+        except BaseException:
+            group.close()
+            raise
+        return OpenDevice(second, opened.dma, [group.close])
+    assert isinstance(opened.dma, IommufdMapper)
+    cdev = device.vfio_cdev
+    if cdev is None:
+        pytest.skip(util.NO_CDEV)
+    return open_iommufd(str(cdev), iommufd=opened.dma.iommufd, ioas_id=opened.dma.ioas_id)
+
+
+@pytest.mark.parametrize("copy", COPIES)
+def test_copies_and_unmaps_race_a_second_device_opening_in_the_container(
+    ref: RefDevice,
+    opened: OpenDevice,
+    mapped: DmaBuffer,
+    make_mdev: Callable[[], MdevDevice],
+    copy: Copy,
+) -> None:
+    # Opening a device in a type1 container takes the container's locks in the order its
+    # unmap notifier does: a driver that waits, in .dma_unmap, for a pin that needs them hangs.
+    second = make_mdev()
+    program(ref)
+
+    def unmap_and_map() -> None:
+        opened.dma.unmap(IOVA, BUFFER)
+        opened.dma.map_buffer(IOVA, mapped)
+
+    def open_and_close() -> None:
+        open_beside(opened, second).close()
+
+    with DmaLoop(ref, copy) as loop, Repeat(unmap_and_map, "unmapper") as unmapper:
+        rounds = race(open_and_close)
+    assert unmapper.rounds > 0, "the unmap thread never went round"
+    loop.check_raced(rounds, "a second device's open and close")
+    check_nothing_left(ref, opened, mapped)
