@@ -7,28 +7,31 @@
  * Guest memory is reached either by pinning its pages (vfio_pin_pages, at most
  * HMDEV_PIN_BATCH pages a call, each page mapped with kmap_local_page) or with vfio_dma_rw.
  * Pinned pages are unpinned before the command ends, unless it asked to keep them: kept
- * ranges go on s->kept_pins (at most HMDEV_MAX_KEPT_PAGES pages) until .dma_unmap of an
- * overlapping IOVA range, a reset or close unpins them.
+ * batches stay pinned (at most HMDEV_MAX_KEPT_PAGES pages) until .dma_unmap of an overlapping
+ * IOVA range, a reset or close unpins them.
+ *
+ * Pins and .dma_unmap. When .dma_unmap returns, no page of the range may be pinned: type1
+ * calls it again at once, ten times at most, and then BUG()s; iommufd WARNs after a hundred
+ * calls and fails the unmap with EDEADLK. So every batch is on s->pins from before
+ * vfio_pin_pages until after its vfio_unpin_pages, busy while its owner (the command, or
+ * whoever claimed it to unpin it) works on it, kept while it waits for an unmap. .dma_unmap
+ * first fences its range, so that no batch starts to pin in it, then unpins the kept batches
+ * there and waits for the busy ones to end, again until none is left.
  *
  * Locking. A command runs with s->lock held, and pins and unpins with it held. .dma_unmap
  * must not take s->lock: type1 calls it with device_list_lock held, and takes that lock under
  * iommu->lock, which vfio_pin_pages takes (a DMA, an unmap and a device open in one container
- * would deadlock). So the pin bookkeeping has its own lock, s->pin_lock (a spinlock), never held
- * while pinning, unpinning or waiting:
- * - A batch is published as "copying" (s->copying_*) from right after vfio_pin_pages until
- *   its copy ends. .dma_unmap waits for an overlapping copy to end: the copy takes no lock,
- *   so the wait always ends. Then a kept batch is on s->kept_pins, where .dma_unmap finds
- *   and unpins it; any other batch is unpinned by the command at once.
- * - .dma_unmap takes the kept ranges it overlaps off the list under pin_lock and unpins them
- *   after dropping it; so do reset and close for every kept range.
- * Pins must be gone when .dma_unmap returns: type1 retries an unmap whose range still has
- * pinned pages only ten times before it BUG()s. What remains is the few instructions between
- * vfio_pin_pages returning and the batch being published, and between a batch leaving the
- * list and its vfio_unpin_pages: type1 retries across those.
+ * would deadlock). The pin bookkeeping has its own lock, s->pin_lock (a spinlock), never held
+ * while pinning, unpinning or waiting. A busy batch's owner may itself wait for iommu->lock
+ * (to pin or unpin), which the same device open can hold while it waits for the
+ * device_list_lock that type1 holds around .dma_unmap: so .dma_unmap waits for busy batches
+ * at most HMDEV_UNMAP_WAIT at a time, and then returns for type1 to call it again, which
+ * lets that open go on.
  *
  * A command that fails unpins every page it pinned, kept or not (the pins carry its number).
  * A later batch of a command whose earlier kept batch was unmapped meanwhile fails to pin
- * once type1 has removed the mapping, like a device hitting an IOMMU fault.
+ * once type1 has removed the mapping (or with EFAULT while the unmap is going on), like a
+ * device hitting an IOMMU fault.
  */
 #include <linux/highmem.h>
 #include <linux/iommu.h>
@@ -62,55 +65,8 @@ static unsigned long hmdev_span_pages(u64 iova, u32 len)
 	return (offset_in_page(iova) + (u64)len + PAGE_SIZE - 1) >> PAGE_SHIFT;
 }
 
-/* Without s->pin_lock: vfio_unpin_pages takes the IOMMU backend's locks. */
-static void hmdev_unpin(struct hmdev_state *s, dma_addr_t iova, unsigned long npages)
-{
-	vfio_unpin_pages(&s->vdev, iova, npages);
-	spin_lock(&s->pin_lock);
-	s->total_unpins += npages;
-	spin_unlock(&s->pin_lock);
-}
-
-/* Unpin and free the ranges on @list, which nobody else can reach any more. */
-static void hmdev_unpin_list(struct hmdev_state *s, struct list_head *list)
-{
-	struct hmdev_kept_pin *pin, *next;
-
-	list_for_each_entry_safe(pin, next, list, node) {
-		hmdev_unpin(s, pin->iova, pin->npages);
-		list_del(&pin->node);
-		kfree(pin);
-	}
-}
-
-/* Move the kept ranges @match selects from s->kept_pins to @out; s->pin_lock held. */
-static unsigned long hmdev_take_pins(struct hmdev_state *s, struct list_head *out,
-				     bool (*match)(const struct hmdev_kept_pin *pin, u64 a, u64 b),
-				     u64 a, u64 b)
-{
-	struct hmdev_kept_pin *pin, *next;
-	unsigned long pages = 0;
-
-	lockdep_assert_held(&s->pin_lock);
-	list_for_each_entry_safe(pin, next, &s->kept_pins, node) {
-		if (!match(pin, a, b))
-			continue;
-		list_move_tail(&pin->node, out);
-		pages += pin->npages;
-	}
-	s->kept_pages -= pages;
-	return pages;
-}
-
-static bool hmdev_pin_of_cmd(const struct hmdev_kept_pin *pin, u64 seq, u64 unused)
-{
-	return pin->seq == seq;
-}
-
-static bool hmdev_pin_any(const struct hmdev_kept_pin *pin, u64 unused1, u64 unused2)
-{
-	return true;
-}
+/* The longest .dma_unmap waits for busy batches before type1 or iommufd calls it again. */
+#define HMDEV_UNMAP_WAIT	HZ
 
 /* Does the page range [iova, iova + npages pages) overlap [first, last]? */
 static bool hmdev_range_overlaps(dma_addr_t iova, unsigned long npages, u64 first, u64 last)
@@ -120,44 +76,137 @@ static bool hmdev_range_overlaps(dma_addr_t iova, unsigned long npages, u64 firs
 	return iova <= last && first <= range_last;
 }
 
-static bool hmdev_pin_overlaps(const struct hmdev_kept_pin *pin, u64 first, u64 last)
+static bool hmdev_pin_overlaps(const struct hmdev_pin *pin, u64 first, u64 last)
 {
 	return hmdev_range_overlaps(pin->iova, pin->npages, first, last);
 }
 
-static void hmdev_set_copying(struct hmdev_state *s, dma_addr_t iova, unsigned long npages)
+static bool hmdev_pin_of_cmd(const struct hmdev_pin *pin, u64 seq, u64 unused)
 {
-	spin_lock(&s->pin_lock);
-	s->copying_iova = iova;
-	s->copying_npages = npages;
-	spin_unlock(&s->pin_lock);
+	return pin->seq == seq;
+}
+
+static bool hmdev_pin_any(const struct hmdev_pin *pin, u64 unused1, u64 unused2)
+{
+	return true;
 }
 
 /*
- * The copy of the batch at @iova ended: put it on s->kept_pins if the command keeps it
- * (where .dma_unmap can find it), and let a waiting .dma_unmap go on.
+ * Put a batch on s->pins, busy, before its pages are pinned: -EFAULT if an unmap going on
+ * covers any of it (the pin would race the unmap that waits for it).
  */
-static void hmdev_copy_done(struct hmdev_state *s, struct hmdev_kept_pin *pin)
+static int hmdev_pin_begin(struct hmdev_state *s, struct hmdev_pin *pin)
+{
+	struct hmdev_unmap_fence *fence;
+	int ret = 0;
+
+	spin_lock(&s->pin_lock);
+	list_for_each_entry(fence, &s->unmap_fences, node) {
+		if (hmdev_pin_overlaps(pin, fence->first, fence->last)) {
+			ret = -EFAULT;
+			break;
+		}
+	}
+	if (!ret)
+		list_add_tail(&pin->node, &s->pins);
+	spin_unlock(&s->pin_lock);
+	return ret;
+}
+
+/* Take a busy batch with no page pinned off s->pins, and tell .dma_unmap. */
+static void hmdev_pin_end(struct hmdev_state *s, struct hmdev_pin *pin)
 {
 	spin_lock(&s->pin_lock);
-	s->copying_npages = 0;
-	if (pin) {
-		list_add_tail(&pin->node, &s->kept_pins);
-		s->kept_pages += pin->npages;
-	}
+	list_del(&pin->node);
+	spin_unlock(&s->pin_lock);
+	wake_up_all(&s->pin_wq);
+	kfree(pin);
+}
+
+/* Unpin a busy batch the caller owns, then end it. */
+static void hmdev_pin_release(struct hmdev_state *s, struct hmdev_pin *pin)
+{
+	vfio_unpin_pages(&s->vdev, pin->iova, pin->npages);
+	spin_lock(&s->pin_lock);
+	s->total_unpins += pin->npages;
+	spin_unlock(&s->pin_lock);
+	hmdev_pin_end(s, pin);
+}
+
+/* The command keeps its busy batch pinned: it is anybody's to unpin from now on. */
+static void hmdev_pin_keep(struct hmdev_state *s, struct hmdev_pin *pin)
+{
+	spin_lock(&s->pin_lock);
+	pin->state = HMDEV_PIN_KEPT;
+	s->kept_pages += pin->npages;
 	spin_unlock(&s->pin_lock);
 	wake_up_all(&s->pin_wq);
 }
 
-static bool hmdev_copying_overlaps(struct hmdev_state *s, u64 first, u64 last)
+/*
+ * Claim the kept batches @match selects for unpinning: they turn busy (still on s->pins,
+ * where .dma_unmap sees them until they are unpinned) and go on @out. Returns their pages.
+ */
+static unsigned long hmdev_claim_kept(struct hmdev_state *s, struct list_head *out,
+				      bool (*match)(const struct hmdev_pin *pin, u64 a, u64 b),
+				      u64 a, u64 b)
 {
-	bool overlaps;
+	struct hmdev_pin *pin;
+	unsigned long pages = 0;
+
+	lockdep_assert_held(&s->pin_lock);
+	list_for_each_entry(pin, &s->pins, node) {
+		if (pin->state != HMDEV_PIN_KEPT || !match(pin, a, b))
+			continue;
+		pin->state = HMDEV_PIN_BUSY;
+		list_add_tail(&pin->claimed, out);
+		pages += pin->npages;
+	}
+	s->kept_pages -= pages;
+	return pages;
+}
+
+/* Unpin and end the batches claimed on @claimed. */
+static void hmdev_release_claimed(struct hmdev_state *s, struct list_head *claimed)
+{
+	struct hmdev_pin *pin, *next;
+
+	list_for_each_entry_safe(pin, next, claimed, claimed) {
+		list_del(&pin->claimed);
+		hmdev_pin_release(s, pin);
+	}
+}
+
+/* Claim and unpin the kept batches @match selects; without s->pin_lock. */
+static unsigned long hmdev_unpin_kept(struct hmdev_state *s,
+				      bool (*match)(const struct hmdev_pin *pin, u64 a, u64 b),
+				      u64 a, u64 b)
+{
+	LIST_HEAD(claimed);
+	unsigned long pages;
 
 	spin_lock(&s->pin_lock);
-	overlaps = s->copying_npages &&
-		   hmdev_range_overlaps(s->copying_iova, s->copying_npages, first, last);
+	pages = hmdev_claim_kept(s, &claimed, match, a, b);
 	spin_unlock(&s->pin_lock);
-	return overlaps;
+	hmdev_release_claimed(s, &claimed);
+	return pages;
+}
+
+/* Is a batch in [first, last] busy (being pinned, copied through or unpinned)? */
+static bool hmdev_busy_overlaps(struct hmdev_state *s, u64 first, u64 last)
+{
+	struct hmdev_pin *pin;
+	bool busy = false;
+
+	spin_lock(&s->pin_lock);
+	list_for_each_entry(pin, &s->pins, node) {
+		if (pin->state == HMDEV_PIN_BUSY && hmdev_pin_overlaps(pin, first, last)) {
+			busy = true;
+			break;
+		}
+	}
+	spin_unlock(&s->pin_lock);
+	return busy;
 }
 
 /* Copy between @buf and the pinned pages that start at page offset @off. */
@@ -198,33 +247,37 @@ static int hmdev_dma_pinned(struct hmdev_state *s, struct hmdev_dma_cmd *c, u64 
 		unsigned long npages = min_t(unsigned long, HMDEV_PIN_BATCH,
 					     DIV_ROUND_UP(off + len, PAGE_SIZE));
 		size_t chunk = min_t(size_t, len, npages * PAGE_SIZE - off);
-		struct hmdev_kept_pin *pin = NULL;
+		struct hmdev_pin *pin;
 		int ret;
 
-		if (c->keep) {
-			pin = kmalloc(sizeof(*pin), GFP_KERNEL);
-			if (!pin)
-				return -ENOMEM;
-			pin->iova = page_iova;
-			pin->npages = npages;
-			pin->seq = c->seq;
+		pin = kmalloc(sizeof(*pin), GFP_KERNEL);
+		if (!pin)
+			return -ENOMEM;
+		pin->iova = page_iova;
+		pin->npages = npages;
+		pin->seq = c->seq;
+		pin->state = HMDEV_PIN_BUSY;
+		ret = hmdev_pin_begin(s, pin);
+		if (ret) {
+			kfree(pin);
+			return ret;
 		}
 		ret = vfio_pin_pages(&s->vdev, page_iova, npages, prot, c->pages);
 		if (ret != (int)npages) {
-			kfree(pin);
 			/* Backends pin all or nothing; should one not, give back what it did. */
 			if (ret > 0)
 				vfio_unpin_pages(&s->vdev, page_iova, ret);
+			hmdev_pin_end(s, pin);
 			return ret < 0 ? ret : -EFAULT;
 		}
-		hmdev_set_copying(s, page_iova, npages);
 		hmdev_reg_add32(s, HMDEV_REG_TOTAL_PINS, npages);
 
 		hmdev_copy_pages(c->pages, off, buf, chunk, to_guest);
 
-		hmdev_copy_done(s, pin);
-		if (!pin)
-			hmdev_unpin(s, page_iova, npages);
+		if (c->keep)
+			hmdev_pin_keep(s, pin);
+		else
+			hmdev_pin_release(s, pin);
 		buf += chunk;
 		len -= chunk;
 		page_iova += npages * PAGE_SIZE;
@@ -335,14 +388,8 @@ static int hmdev_dma_execute(struct hmdev_state *s, struct hmdev_dma_cmd *c)
 	}
 	ret = hmdev_dma_copy(s, c);
 	kfree(c->pages);
-	if (ret && c->keep) {
-		LIST_HEAD(mine);
-
-		spin_lock(&s->pin_lock);
-		hmdev_take_pins(s, &mine, hmdev_pin_of_cmd, c->seq, 0);
-		spin_unlock(&s->pin_lock);
-		hmdev_unpin_list(s, &mine);
-	}
+	if (ret && c->keep)
+		hmdev_unpin_kept(s, hmdev_pin_of_cmd, c->seq, 0);
 	return ret;
 }
 
@@ -384,7 +431,8 @@ void hmdev_dma_init(struct hmdev_state *s)
 {
 	spin_lock_init(&s->pin_lock);
 	init_waitqueue_head(&s->pin_wq);
-	INIT_LIST_HEAD(&s->kept_pins);
+	INIT_LIST_HEAD(&s->pins);
+	INIT_LIST_HEAD(&s->unmap_fences);
 }
 
 void hmdev_dma_open(struct hmdev_state *s)
@@ -398,13 +446,8 @@ void hmdev_dma_open(struct hmdev_state *s)
 
 void hmdev_dma_unpin_all(struct hmdev_state *s)
 {
-	LIST_HEAD(all);
-
 	lockdep_assert_held(&s->lock);
-	spin_lock(&s->pin_lock);
-	hmdev_take_pins(s, &all, hmdev_pin_any, 0, 0);
-	spin_unlock(&s->pin_lock);
-	hmdev_unpin_list(s, &all);
+	hmdev_unpin_kept(s, hmdev_pin_any, 0, 0);
 }
 
 void hmdev_dma_sync_regs(struct hmdev_state *s)
@@ -419,29 +462,39 @@ void hmdev_dma_sync_regs(struct hmdev_state *s)
 
 /*
  * .dma_unmap: user space is unmapping [iova, iova + length) from the IOMMU; every page we
- * keep pinned in it must be unpinned before we return. Runs without s->lock (see the top).
+ * pinned in it must be unpinned before we return. Runs without s->lock (see the top).
  */
 void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 {
 	struct hmdev_state *s = to_hmdev(vdev);
-	unsigned long unpinned;
-	LIST_HEAD(gone);
-	u64 last;
+	struct hmdev_unmap_fence fence = { .first = iova };
+	unsigned long unpinned = 0;
 
 	if (!length)
 		return;
-	if (check_add_overflow(iova, length - 1, &last))
-		last = U64_MAX;
+	if (check_add_overflow(iova, length - 1, &fence.last))
+		fence.last = U64_MAX;
 	if (hmdev_faulty(HMDEV_FAULT_KEEP_PINS_ON_UNMAP))
 		return;
 
-	/* A batch being copied in the range: let the copy end, so the batch is kept or gone. */
-	wait_event(s->pin_wq, !hmdev_copying_overlaps(s, iova, last));
+	spin_lock(&s->pin_lock);
+	list_add_tail(&fence.node, &s->unmap_fences);
+	spin_unlock(&s->pin_lock);
+
+	/* Busy batches end kept (unpin those, next round) or gone; none starts in the range. */
+	for (;;) {
+		unpinned += hmdev_unpin_kept(s, hmdev_pin_overlaps, fence.first, fence.last);
+		if (!hmdev_busy_overlaps(s, fence.first, fence.last))
+			break;
+		if (!wait_event_timeout(s->pin_wq,
+					!hmdev_busy_overlaps(s, fence.first, fence.last),
+					HMDEV_UNMAP_WAIT))
+			break;
+	}
 
 	spin_lock(&s->pin_lock);
-	unpinned = hmdev_take_pins(s, &gone, hmdev_pin_overlaps, iova, last);
+	list_del(&fence.node);
 	if (unpinned)
 		s->unmap_calls++;
 	spin_unlock(&s->pin_lock);
-	hmdev_unpin_list(s, &gone);
 }

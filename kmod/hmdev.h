@@ -67,12 +67,29 @@ struct hmdev_irq {
 	bool enabled;		/* MSI: enabled through SET_IRQS */
 };
 
-/* A range of IOVA whose pages the DMA engine keeps pinned until unmap, reset or close. */
-struct hmdev_kept_pin {
-	struct list_head node;
-	dma_addr_t iova;	/* page aligned */
-	unsigned long npages;	/* at most HMDEV_PIN_BATCH: one vfio_pin_pages() call */
-	u64 seq;		/* the command that pinned it */
+/*
+ * One vfio_pin_pages() batch of the DMA engine. It is on s->pins from before its pages are
+ * pinned until after they are unpinned, so that .dma_unmap sees every pin for its whole life.
+ */
+enum hmdev_pin_state {
+	HMDEV_PIN_BUSY,		/* its owner is pinning, copying through or unpinning it */
+	HMDEV_PIN_KEPT,		/* pinned and unowned: kept by a command for later unmap */
+};
+
+struct hmdev_pin {
+	struct list_head node;		/* on s->pins */
+	struct list_head claimed;	/* on the list of whoever claimed it for unpinning */
+	dma_addr_t iova;		/* page aligned */
+	unsigned long npages;		/* at most HMDEV_PIN_BATCH */
+	u64 seq;			/* the command that pinned it */
+	enum hmdev_pin_state state;
+};
+
+/* An IOVA range .dma_unmap is unmapping: no batch may start to pin in it meanwhile. */
+struct hmdev_unmap_fence {
+	struct list_head node;		/* on s->unmap_fences */
+	u64 first;
+	u64 last;
 };
 
 struct hmdev_mig_file;
@@ -95,11 +112,10 @@ struct hmdev_state {
 
 	/* dma.c's pin bookkeeping, under pin_lock; .dma_unmap reads and changes it */
 	spinlock_t pin_lock;
-	wait_queue_head_t pin_wq;	/* woken when a batch's copy ends */
-	struct list_head kept_pins;	/* struct hmdev_kept_pin */
-	unsigned long kept_pages;	/* sum of their npages: PINNED_PAGES */
-	dma_addr_t copying_iova;	/* the batch a command is copying, if copying_npages */
-	unsigned long copying_npages;
+	wait_queue_head_t pin_wq;	/* woken when a busy pin is kept or gone */
+	struct list_head pins;		/* struct hmdev_pin, busy or kept */
+	struct list_head unmap_fences;	/* struct hmdev_unmap_fence */
+	unsigned long kept_pages;	/* pages of the kept pins: PINNED_PAGES */
 	u32 total_unpins;		/* TOTAL_UNPINS */
 	u32 unmap_calls;		/* DMA_UNMAP_CALLS */
 	u64 dma_seq;			/* the last command's number, tags its kept pins */

@@ -197,7 +197,7 @@ static void hmdev_release_dev(struct vfio_device *vdev)
 {
 	struct hmdev_state *s = to_hmdev(vdev);
 
-	WARN_ON(!list_empty(&s->kept_pins));
+	WARN_ON(!list_empty(&s->pins));
 	vfree(s->mem);
 	s->mem = NULL;
 	mutex_destroy(&s->lock);
