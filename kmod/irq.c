@@ -9,6 +9,11 @@
  * drives INTx: when it is asserted, INTx is unmasked and not disabled in the command register,
  * the INTx eventfd is signalled and INTx masks itself until SET_IRQS unmasks it; unmasking
  * with the line still asserted fires again, as a level-triggered interrupt does.
+ *
+ * A device that migration stopped (STOP, STOP_COPY, RESUMING, the P2P states) signals
+ * nothing: attaching an INTx eventfd, UNMASK or clearing INTx disable in the command register
+ * with the line asserted fire only once the device runs again. Loopback triggers are user
+ * space's own and fire in any state.
  */
 #include <linux/bitops.h>
 #include <linux/eventfd.h>
@@ -41,6 +46,9 @@ void hmdev_irq_update(struct hmdev_state *s)
 	struct hmdev_irq *intx = &s->irqs[VFIO_PCI_INTX_IRQ_INDEX];
 
 	lockdep_assert_held(&s->lock);
+	/* A stopped device signals nothing; leaving STOP calls us again (migration.c). */
+	if (!hmdev_mig_running(s))
+		return;
 	if (hmdev_config_msi_enabled(s) || hmdev_config_intx_disabled(s))
 		return;
 	if (!intx->trigger || intx->masked || !hmdev_line_asserted(s))
