@@ -7,6 +7,8 @@
  * rule (read-only: ignored, RW: stored, RW1C: clears, IRQ_RAISE: raises) and then the side
  * effects of the whole write: at most one interrupt update and one DMA_CMD doorbell.
  */
+#include <linux/err.h>
+#include <linux/kernel.h>
 #include <linux/string.h>
 
 #include "hmdev.h"
@@ -24,6 +26,51 @@ void hmdev_regs_init(struct hmdev_state *s)
 	hmdev_reg_write32(s, HMDEV_REG_VERSION, HMDEV_VERSION_VALUE);
 	hmdev_reg_write32(s, HMDEV_REG_TYPE, s->type->index);
 	hmdev_reg_write32(s, HMDEV_REG_MEM_SIZE, s->mem_size);
+}
+
+/*
+ * A register block the device could be in: its identity (ID, VERSION, TYPE, MEM_SIZE), only
+ * interrupt sources it has in IRQ_STATUS and IRQ_MASK, a DMA status and error it could
+ * report, and zero in the write-only registers and every byte that is no register. Scratch,
+ * the DMA programming registers and the counters may hold anything.
+ */
+bool hmdev_regs_possible(const struct hmdev_state *s, const u8 *regs)
+{
+	static const struct {
+		u16 reg;
+		u16 size;
+	} free[] = {
+		{ HMDEV_REG_SCRATCH0, 4 * HMDEV_NR_SCRATCH },
+		{ HMDEV_REG_DMA_SRC, 8 }, { HMDEV_REG_DMA_DST, 8 }, { HMDEV_REG_DMA_LEN, 4 },
+		{ HMDEV_REG_DMA_DONE_COUNT, 4 },
+		{ HMDEV_REG_PINNED_PAGES, HMDEV_REG_BAR2_TRAPPED + 4 - HMDEV_REG_PINNED_PAGES },
+		/* checked below */
+		{ HMDEV_REG_ID, HMDEV_REG_MEM_SIZE + 4 - HMDEV_REG_ID },
+		{ HMDEV_REG_IRQ_STATUS, 8 },	/* and IRQ_MASK */
+		{ HMDEV_REG_DMA_STATUS, 8 },	/* and DMA_ERROR */
+	};
+	u32 irq_bits = hmdev_le32_at(regs + HMDEV_REG_IRQ_STATUS) |
+		       hmdev_le32_at(regs + HMDEV_REG_IRQ_MASK);
+	u32 dma_status = hmdev_le32_at(regs + HMDEV_REG_DMA_STATUS);
+	u32 dma_error = hmdev_le32_at(regs + HMDEV_REG_DMA_ERROR);
+	unsigned int off, i;
+
+	if (memcmp(regs + HMDEV_REG_ID, s->regs + HMDEV_REG_ID,
+		   HMDEV_REG_MEM_SIZE + 4 - HMDEV_REG_ID))
+		return false;
+	if (irq_bits & ~HMDEV_IRQ_ALL)
+		return false;
+	if (dma_status == HMDEV_DMA_STATUS_ERROR ? !dma_error || dma_error > MAX_ERRNO :
+	    dma_error || (dma_status && dma_status != HMDEV_DMA_STATUS_DONE))
+		return false;
+	for (off = 0; off < HMDEV_BAR0_SIZE; off++) {
+		for (i = 0; i < ARRAY_SIZE(free); i++)
+			if (hmdev_in(off, free[i].reg, free[i].size))
+				break;
+		if (i == ARRAY_SIZE(free) && regs[off])
+			return false;
+	}
+	return true;
 }
 
 static bool hmdev_write_only(unsigned int off)

@@ -85,6 +85,24 @@ void hmdev_config_init(struct hmdev_state *s)
 	s->bar2_addr_mask = ~(u64)(s->mem_size - 1);
 }
 
+/*
+ * Every bit that user space cannot write is as this device has it (read-only bits never
+ * change after init): IDs, header type, status, BAR flag bits, capability list, MSI control
+ * but its enable bit, and every byte the device does not implement.
+ */
+bool hmdev_config_possible(const struct hmdev_state *s, const u8 *cfg)
+{
+	unsigned int off;
+
+	for (off = 0; off < HMDEV_CONFIG_SIZE; off++) {
+		u8 ro = ~hmdev_config_wmask(s, off);
+
+		if ((cfg[off] & ro) != (s->config[off] & ro))
+			return false;
+	}
+	return true;
+}
+
 bool hmdev_config_msi_enabled(const struct hmdev_state *s)
 {
 	return s->config[HMDEV_MSI + PCI_MSI_FLAGS] & PCI_MSI_FLAGS_ENABLE;

@@ -132,6 +132,7 @@ static inline struct hmdev_state *to_hmdev(struct vfio_device *vdev)
 }
 
 /* Register accessors on s->regs (little endian), for any file holding s->lock. */
+u32 hmdev_le32_at(const u8 *p);	/* any byte buffer, no lock */
 u32 hmdev_reg_read32(const struct hmdev_state *s, unsigned int off);
 void hmdev_reg_write32(struct hmdev_state *s, unsigned int off, u32 val);
 u64 hmdev_reg_read64(const struct hmdev_state *s, unsigned int off);
@@ -144,9 +145,13 @@ ssize_t hmdev_config_rw(struct hmdev_state *s, char *buf, size_t count, loff_t p
 bool hmdev_config_msi_enabled(const struct hmdev_state *s);
 void hmdev_config_set_msi_enable(struct hmdev_state *s, bool enable);
 bool hmdev_config_intx_disabled(const struct hmdev_state *s);
+/* Could this device's config space hold @cfg? Its read-only bits must be this device's. */
+bool hmdev_config_possible(const struct hmdev_state *s, const u8 *cfg);
 
 /* bar0.c: pos is the offset inside BAR0 */
 void hmdev_regs_init(struct hmdev_state *s);	/* power-on values, counters zeroed */
+/* Could this device's registers hold @regs (HMDEV_BAR0_SIZE bytes, e.g. from a stream)? */
+bool hmdev_regs_possible(const struct hmdev_state *s, const u8 *regs);
 ssize_t hmdev_bar0_rw(struct hmdev_state *s, char *buf, size_t count, loff_t pos,
 		      bool write);
 

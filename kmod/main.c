@@ -119,10 +119,14 @@ static void hmdev_pool_release(const struct hmdev_type *type)
 }
 
 /* Register helpers shared by every file: s->regs holds little-endian bytes. */
+u32 hmdev_le32_at(const u8 *p)
+{
+	return (u32)p[0] | (u32)p[1] << 8 | (u32)p[2] << 16 | (u32)p[3] << 24;
+}
+
 u32 hmdev_reg_read32(const struct hmdev_state *s, unsigned int off)
 {
-	return (u32)s->regs[off] | (u32)s->regs[off + 1] << 8 |
-	       (u32)s->regs[off + 2] << 16 | (u32)s->regs[off + 3] << 24;
+	return hmdev_le32_at(s->regs + off);
 }
 
 void hmdev_reg_write32(struct hmdev_state *s, unsigned int off, u32 val)

@@ -17,8 +17,9 @@
  *           space, BAR0 and IRQ index counts
  *   MEM     one chunk of BAR2 (64 KiB, the last one shorter) at `offset`; a chunk may be sent
  *           more than once (pre-copy resends what changed), the last copy wins
- *   CONFIG  PCI config space, and the BARs' address masks (checked, not restored)
- *   REGS    the BAR0 register bytes
+ *   CONFIG  PCI config space (its read-only bits must be the target's: config.c), and the
+ *           BARs' address masks (checked, not restored)
+ *   REGS    the BAR0 register bytes (registers the target could hold: bar0.c)
  *   IRQS    per IRQ index: INTx masked, MSI enabled
  *   END     last record: the number of records and of stream bytes before it
  *
@@ -642,51 +643,20 @@ static int hmdev_mig_check_header(const struct hmdev_state *s, const struct hmde
 	return 0;
 }
 
-/* The read-only identity in config space and the BARs' address masks must be this device's. */
+/* Config space this device could have, with this device's BAR address masks. */
 static int hmdev_mig_check_config(const struct hmdev_state *s, const struct hmdev_mig_config *c)
 {
-	static const struct {
-		u8 offset;
-		u8 len;
-	} ro[] = {
-		{ PCI_VENDOR_ID, 4 },		/* vendor and device ID */
-		{ PCI_CLASS_REVISION, 4 },	/* revision and class */
-		{ PCI_SUBSYSTEM_VENDOR_ID, 4 },	/* subsystem vendor and ID (type) */
-		{ PCI_CAPABILITY_LIST, 1 },
-		{ PCI_INTERRUPT_PIN, 1 },
-		{ HMDEV_PCI_MSI_CAP_OFFSET, 2 },	/* MSI capability ID and next */
-	};
-	unsigned int i;
-
 	if (c->reserved || le32_to_cpu(c->bar0_addr_mask) != s->bar0_addr_mask ||
-	    le64_to_cpu(c->bar2_addr_mask) != s->bar2_addr_mask)
+	    le64_to_cpu(c->bar2_addr_mask) != s->bar2_addr_mask ||
+	    !hmdev_config_possible(s, c->bytes))
 		return -EINVAL;
-	for (i = 0; i < ARRAY_SIZE(ro); i++)
-		if (memcmp(c->bytes + ro[i].offset, s->config + ro[i].offset, ro[i].len))
-			return -EINVAL;
 	return 0;
 }
 
-static u32 hmdev_mig_le32_at(const u8 *p)
-{
-	__le32 v;
-
-	memcpy(&v, p, sizeof(v));
-	return le32_to_cpu(v);
-}
-
-/* The read-only identity registers must be this device's. */
+/* Registers this device could hold (bar0.c): its identity, no undefined bits set. */
 static int hmdev_mig_check_regs(const struct hmdev_state *s, const u8 *regs)
 {
-	static const unsigned int ro[] = {
-		HMDEV_REG_ID, HMDEV_REG_VERSION, HMDEV_REG_TYPE, HMDEV_REG_MEM_SIZE,
-	};
-	unsigned int i;
-
-	for (i = 0; i < ARRAY_SIZE(ro); i++)
-		if (hmdev_mig_le32_at(regs + ro[i]) != hmdev_reg_read32(s, ro[i]))
-			return -EINVAL;
-	return 0;
+	return hmdev_regs_possible(s, regs) ? 0 : -EINVAL;
 }
 
 static int hmdev_mig_check_irqs(const struct hmdev_mig_irqs *irqs)
