@@ -44,7 +44,11 @@ COPY = 64 * PAGE_SIZE
 # A copy that finds its range unmapped fails like a device hitting an IOMMU fault: with the
 # backend's answer for an IOVA it does not map (type1 EINVAL, iommufd ENOENT, vfio_dma_rw
 # EFAULT), or EFAULT when the device was told of the unmap first.
-UNMAPPED = {errno.EINVAL, errno.ENOENT, errno.EFAULT}
+UNMAPPED = {"EINVAL", "ENOENT", "EFAULT"}
+# A kept copy also fails once the device keeps its most pages pinned (1024) until an unmap.
+KEPT_FULL = "ENOSPC"
+# Status and error both 0: a reset cleared the registers between the doorbell and their read.
+CLEARED = "cleared"
 
 
 @dataclass(frozen=True)
@@ -102,21 +106,27 @@ class DmaLoop(Repeat):
         super().__init__(self._copy_once, "dma-loop")
         self.ref = ref
         self.command = copy.command
-        self.outcomes: Counter[str] = Counter()  # "done", or the failed copy's errno name
+        self.keeps_pins = copy.keep_pinned
+        self.outcomes: Counter[str] = Counter()  # "done", CLEARED, or the failure's errno name
 
     def _copy_once(self) -> None:
         self.ref.write32(r.REG_DMA_CMD, self.command)
         status = self.ref.read32(r.REG_DMA_STATUS)
         error = self.ref.read32(r.REG_DMA_ERROR)
-        done = status & r.DMA_STATUS_DONE
-        self.outcomes["done" if done else errno.errorcode.get(error, str(error))] += 1
+        if status & r.DMA_STATUS_DONE:
+            outcome = "done"
+        elif status == 0 and error == 0:
+            outcome = CLEARED
+        else:
+            outcome = errno.errorcode.get(error, str(error))
+        self.outcomes[outcome] += 1
 
-    def check_raced(self, rounds: int, what: str) -> None:
-        """The copies ran while the other side went round, and failed only as allowed."""
+    def check_raced(self, rounds: int, what: str, *, also: frozenset[str] = frozenset()) -> None:
+        """The copies ran while the other side went round, and failed only as `what` may
+        make them (an unmapped range), or as `also` allows."""
+        allowed = UNMAPPED | also | ({KEPT_FULL} if self.keeps_pins else set())
         unexpected = {
-            name: n
-            for name, n in self.outcomes.items()
-            if name != "done" and getattr(errno, name, None) not in UNMAPPED
+            name: n for name, n in self.outcomes.items() if name != "done" and name not in allowed
         }
         assert not unexpected, f"copies failed with {unexpected} while racing {what}"
         assert self.outcomes["done"] > 0, f"no copy completed while racing {what}"
@@ -189,8 +199,21 @@ def test_copies_race_reset(
     with DmaLoop(ref, copy) as loop:
         rounds = race(reset_and_program)
     # A doorbell rung between the reset and the new program copies nothing: EINVAL (length 0).
-    loop.check_raced(rounds, "reset")
+    loop.check_raced(rounds, "reset", also=frozenset({CLEARED}))
     check_nothing_left(ref, opened, mapped)
+
+
+# type1 itself deadlocks here, whatever the driver: an unmap calls .dma_unmap holding the
+# container's device_list_lock, and the driver must unpin there (vfio_unpin_pages takes
+# iommu->lock); opening a device takes iommu->lock, then device_list_lock. Seen on 6.1 and
+# 6.12 with the reference device: both tasks blocked for good ("blocked for more than 120
+# seconds"). Run it anyway with HARNESS_KERNEL_BUGS=1.
+TYPE1_OPEN_DEADLOCK = (
+    "type1 deadlocks (ABBA: register_device takes iommu->lock then device_list_lock; "
+    "vfio_notify_dma_unmap holds device_list_lock while the driver's .dma_unmap unpins, "
+    "which takes iommu->lock), whatever the driver does: HARNESS_KERNEL_BUGS=1 runs it"
+)
+RUN_KERNEL_BUGS = os.environ.get("HARNESS_KERNEL_BUGS") == "1"
 
 
 def open_beside(opened: OpenDevice, device: MdevDevice) -> OpenDevice:
@@ -223,6 +246,8 @@ def test_copies_and_unmaps_race_a_second_device_opening_in_the_container(
 ) -> None:
     # Opening a device in a type1 container takes the container's locks in the order its
     # unmap notifier does: a driver that waits, in .dma_unmap, for a pin that needs them hangs.
+    if isinstance(opened.dma, Type1Mapper) and copy.keep_pinned and not RUN_KERNEL_BUGS:
+        pytest.skip(TYPE1_OPEN_DEADLOCK)
     second = make_mdev()
     program(ref)
 
