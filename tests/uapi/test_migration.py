@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from harness.mdev import MdevDevice
+from harness.mdev import MdevDevice, MdevType
 from harness.refdev import RefDevice
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
@@ -302,3 +302,27 @@ def test_data_fd_not_seekable(opened: OpenDevice) -> None:
     mig = Migration(opened.device)
     with data_fd(mig, MigState.STOP_COPY) as fd, raises_errno(errno.ESPIPE):
         os.pread(fd.fd, 16, 0)
+
+
+@pytest.mark.refdev
+def test_a_removed_device_gives_back_its_instance_while_a_data_fd_is_open(
+    mdev_type: MdevType, make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMode
+) -> None:
+    """The data fd keeps the driver's state alive for its reads to fail cleanly, not the
+    device's place: once removed, available_instances is back and a new device fits."""
+    device = make_mdev()
+    after_create = mdev_type.available_instances
+    with util.open_device(device, iommu_mode) as opened, data_fds() as fds:
+        mig = Migration(opened.device)
+        mig.set_state(MigState.STOP)
+        fd = mig.set_state(MigState.STOP_COPY)
+        assert fd is not None, "no data fd for STOP_COPY"
+        fds.append(fd)
+        opened.close()
+        device.remove()
+        assert mdev_type.available_instances == after_create + 1, (
+            "the removed device still holds its instance while its data fd is open"
+        )
+        make_mdev()  # where the removed one was
+        with raises_errno(errno.ENODEV):
+            fd.read_all()
