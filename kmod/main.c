@@ -197,15 +197,27 @@ static int hmdev_init_dev(struct vfio_device *vdev)
 	return 0;
 }
 
+/*
+ * Give the device's memory back to the pool, once: at removal, or at release if the device
+ * never got that far. A migration data fd may hold the vfio_device for long after removal
+ * (its reads then fail with ENODEV), but not the device's place in available_instances.
+ */
+static void hmdev_give_back_memory(struct hmdev_state *s)
+{
+	if (!s->mem)
+		return;
+	vfree(s->mem);
+	s->mem = NULL;
+	hmdev_pool_release(s->type);
+}
+
 static void hmdev_release_dev(struct vfio_device *vdev)
 {
 	struct hmdev_state *s = to_hmdev(vdev);
 
 	WARN_ON(!list_empty(&s->pins));
-	vfree(s->mem);
-	s->mem = NULL;
+	hmdev_give_back_memory(s);
 	mutex_destroy(&s->lock);
-	hmdev_pool_release(s->type);
 	hmdev_compat_free_device(vdev);
 }
 
@@ -596,7 +608,9 @@ static void hmdev_remove(struct mdev_device *mdev)
 {
 	struct hmdev_state *s = dev_get_drvdata(&mdev->dev);
 
+	/* Waits until every device fd is closed: nothing reaches s->mem after it. */
 	vfio_unregister_group_dev(&s->vdev);
+	hmdev_give_back_memory(s);
 	vfio_put_device(&s->vdev);
 }
 
