@@ -34,6 +34,8 @@ MDEV_ENV = {
     "expect": "HARNESS_EXPECT",
 }
 TARGET_ENV = "HARNESS_TARGET"
+# Passed on to the guest as it is: runs the suite's cases that kernel bugs hang or crash.
+KERNEL_BUGS_ENV = "HARNESS_KERNEL_BUGS"
 _SKIPPED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 _FIXED_MTIME = 1_700_000_000
 
@@ -114,12 +116,15 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def mdev_environment(config: pytest.Config) -> dict[str, str]:
-    """HARNESS_MDEV_* and HARNESS_EXPECT for the options given, and HARNESS_TARGET."""
+    """HARNESS_MDEV_* and HARNESS_EXPECT for the options given, HARNESS_TARGET, and
+    HARNESS_KERNEL_BUGS if set."""
     env = {TARGET_ENV: str(config.getoption("--target"))}
     for option, name in MDEV_ENV.items():
         value = config.getoption(option)
         if value:
             env[name] = str(value)
+    if os.environ.get(KERNEL_BUGS_ENV):
+        env[KERNEL_BUGS_ENV] = os.environ[KERNEL_BUGS_ENV]
     return env
 
 
