@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Leaks: run pytest with the VM fixtures N times, ending runs normally, by SIGINT (Ctrl-C),
-by SIGKILL of pytest, and by SIGKILL of an xdist worker; count what is left behind.
+"""Leaks: run pytest with the VM fixtures N times in each way a run ends: normally, by SIGINT
+(Ctrl-C), by SIGTERM (a CI job's timeout), by SIGKILL of pytest, and by SIGKILL of an xdist
+worker; count what is left behind. `--load` keeps that many host CPUs busy meanwhile.
 
-    tox -e bench -- bench/leaks.py [--runs 20] [--kernel bookworm]
+    tox -e bench -- bench/leaks.py [--each 20] [--load 2] [--kernel bookworm]
 
 After each run it waits up to 15 s for watchdogs to finish, then counts QEMU processes,
 overlay files and run directories of the harness. It reports the counts; it does not assert.
@@ -11,6 +12,7 @@ overlay files and run directories of the harness. It reports the counts; it does
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.core.cache import cache_root
@@ -42,7 +45,7 @@ INNER = textwrap.dedent(
             time.sleep(600)
     """
 )
-MODES = ("complete", "sigint", "sigkill-pytest", "sigkill-worker")
+MODES = ("complete", "sigint", "sigterm", "sigkill-pytest", "sigkill-worker")
 
 
 def private_cache(scratch: Path) -> Path:
@@ -92,6 +95,7 @@ def one_run(mode: str, kernel: str, workdir: Path) -> tuple[float, tuple[int, in
         pid = int(next(ready.iterdir()).name) if any(ready.iterdir()) else process.pid
         victim, how = {
             "sigint": (process.pid, signal.SIGINT),
+            "sigterm": (process.pid, signal.SIGTERM),
             "sigkill-pytest": (process.pid, signal.SIGKILL),
             "sigkill-worker": (pid, signal.SIGKILL),
         }[mode]
@@ -108,26 +112,48 @@ def one_run(mode: str, kernel: str, workdir: Path) -> tuple[float, tuple[int, in
     return elapsed, leftovers()
 
 
+@contextlib.contextmanager
+def busy_cpus(count: int) -> Iterator[None]:
+    """`count` processes spinning on the host, as on a loaded CI machine."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--each", type=int, default=20, help="runs per way of ending")
+    parser.add_argument("--load", type=int, default=0, help="host CPUs kept busy meanwhile")
     parser.add_argument("--kernel", default="bookworm")
     args = parser.parse_args()
-    totals = [0, 0, 0]
-    with tempfile.TemporaryDirectory(prefix="bench-leaks-") as scratch:
+    left: dict[str, list[int]] = {mode: [0, 0, 0] for mode in MODES}
+    longest: dict[str, float] = dict.fromkeys(MODES, 0.0)
+    with tempfile.TemporaryDirectory(prefix="bench-leaks-") as scratch, busy_cpus(args.load):
         workdir = Path(scratch)
         os.environ["HARNESS_CACHE_DIR"] = str(private_cache(workdir))
         (workdir / "test_inner.py").write_text(INNER)
-        for index in range(args.runs):
+        for index in range(args.each * len(MODES)):
             mode = MODES[index % len(MODES)]
-            elapsed, (qemus, overlays, dirs) = one_run(mode, args.kernel, workdir)
-            totals = [qemus, overlays, dirs]
+            elapsed, found = one_run(mode, args.kernel, workdir)
+            left[mode] = [a + b for a, b in zip(left[mode], found, strict=True)]
+            longest[mode] = max(longest[mode], elapsed)
+            qemus, overlays, dirs = found
             print(
-                f"run {index + 1:2d} {mode:<15} {elapsed:5.1f} s  left: {qemus} QEMU, "
+                f"run {index + 1:3d} {mode:<15} {elapsed:5.1f} s  left: {qemus} QEMU, "
                 f"{overlays} overlays, {dirs} run dirs",
                 flush=True,
             )
-    print(f"after {args.runs} runs: {totals[0]} QEMU, {totals[1]} overlays, {totals[2]} run dirs")
+    print(f"{args.each} runs each, {args.load} host CPUs kept busy:")
+    for mode in MODES:
+        qemus, overlays, dirs = left[mode]
+        print(
+            f"  {mode:<15} longest {longest[mode]:5.1f} s; left in all: {qemus} QEMU, "
+            f"{overlays} overlays, {dirs} run dirs"
+        )
 
 
 if __name__ == "__main__":
