@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: MIT
+"""Guest panics in the middle of a suite: N tests that crash the guest's kernel (sysrq "c"),
+each followed by a test that must pass on the VM that replaces the dead one.
+
+    tox -e bench -- bench/panics.py [--panics 10] [--kernel bookworm]
+
+Counts the panics the run recovered from (the panicking test failed with the kernel's panic
+message in its report, and the next test passed on a new VM), the run's wall time and the time
+what each recovery cost. It reports; it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from harness.images.build import recipe_dir
+from harness.kmod.module_cache import kmod_dir
+
+SUITE = textwrap.dedent(
+    """
+    from pathlib import Path
+
+    import pytest
+
+    N = {panics}
+    STEPS = [(kind, n) for n in range(N) for kind in ("panic", "after")]
+
+
+    @pytest.mark.parametrize(("kind", "n"), STEPS, ids=[f"{{k}}-{{n}}" for k, n in STEPS])
+    def test_step(kind: str, n: int) -> None:
+        if kind == "panic":
+            Path("/proc/sysrq-trigger").write_text("c")
+        assert Path("/sys/module/vfio_harness_mdev").is_dir()
+    """
+)
+PANIC_SEEN = ("Kernel panic", "sysrq: Trigger a crash", "SysRq : Trigger a crash")
+
+
+def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
+    """Per test id: its outcome and its failure text."""
+    found: dict[str, tuple[str, str]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        step = name.split("[", 1)[1].split("-bookworm", 1)[0].rsplit("-", 1)
+        failure = next((c for c in case if c.tag in ("failure", "error")), None)
+        outcome = "failed" if failure is not None else "passed"
+        text = (failure.text or "") + (failure.get("message") or "") if failure is not None else ""
+        found["-".join(step)] = (outcome, text)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--panics", type=int, default=10)
+    parser.add_argument("--kernel", default="bookworm")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-panics-") as scratch:
+        work = Path(scratch)
+        (work / "panic_suite").mkdir()
+        (work / "panic_suite" / "test_panics.py").write_text(SUITE.format(panics=args.panics))
+        (work / "pytest.ini").write_text("[pytest]\nguest_suites = panic_suite\n")
+        junit = work / "junit.xml"
+        env = {
+            **os.environ,
+            "HARNESS_VM_IMAGES": str(recipe_dir()),
+            "HARNESS_KMOD_SRC": str(kmod_dir()),
+        }
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+        command += ["--junitxml", str(junit), "--kernel", args.kernel]
+        started = time.monotonic()
+        run = subprocess.run(
+            command, cwd=work, env=env, capture_output=True, text=True, check=False
+        )
+        wall = time.monotonic() - started
+        if not junit.is_file():
+            sys.exit(f"pytest wrote no JUnit (exit {run.returncode}):\n{run.stdout}{run.stderr}")
+        found = outcomes(junit)
+    recovered = 0
+    for n in range(args.panics):
+        panic = found.get(f"panic-{n}", ("missing", ""))
+        after = found.get(f"after-{n}", ("missing", ""))
+        seen = panic[0] == "failed" and any(s in panic[1] for s in PANIC_SEEN)
+        ok = seen and after[0] == "passed"
+        recovered += ok
+        print(
+            f"panic {n}: test {panic[0]}{' with the panic in its report' if seen else ''}; "
+            f"the next test {after[0]}"
+        )
+    replaced = run.stdout.count("replacing the VM") + run.stderr.count("replacing the VM")
+    print(f"recovered {recovered} of {args.panics} panics; {replaced} VMs replaced")
+    print(
+        f"run wall time {wall:.0f} s, {wall / args.panics:.1f} s per panic and the test "
+        f"after it (pytest exit {run.returncode}: the panicking tests fail)"
+    )
+
+
+if __name__ == "__main__":
+    main()
