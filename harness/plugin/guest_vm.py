@@ -19,6 +19,7 @@ from harness.core.closing import Closing
 from harness.core.progress import Progress
 from harness.kmod.modinfo import module_info
 from harness.plugin.health import Finding, from_splat
+from harness.plugin.liveness import Liveness
 from harness.plugin.runner_client import RunnerClient
 from harness.vm.console import VerdictKind, parse_console
 from harness.vm.guest_python import GUEST_ROOT, push_harness, push_tree
@@ -68,6 +69,10 @@ class GuestVm(Closing):
         self.module: VendorModule | None = None
         self.runners: dict[Path, RunnerClient] = {}
         self._oops_seen_at: float | None = None
+        self.liveness = Liveness(self._answers)
+
+    def _answers(self, timeout: float) -> bool:
+        return self.vm.ssh.run("true", timeout, check=False).ok
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.vm.accelerator.timeout_scale
@@ -123,9 +128,16 @@ class GuestVm(Closing):
         return client
 
     def console_mark(self) -> int:
+        """A test starts: where its console lines begin; oops and silence count from now."""
         self._oops_seen_at = None
+        self.liveness.restart()
         self.vm.console.poll()
         return len(self.vm.console.lines)
+
+    def stalled(self, mark: int) -> str | None:
+        """Why to stop waiting for the running test: an oops it did not survive, or a guest
+        that no longer answers (harness.plugin.liveness)."""
+        return self.stalled_by_oops(mark) or self.liveness.unresponsive()
 
     def stalled_by_oops(self, mark: int) -> str | None:
         """Why to stop waiting for the running test: its kernel oopsed (or hit a BUG) a while

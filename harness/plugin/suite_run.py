@@ -155,7 +155,7 @@ class SuiteRun:
             guest_items.guest_nodeid(item),
             next_id,
             timeout,
-            give_up=lambda: guest.stalled_by_oops(mark),
+            give_up=lambda: guest.stalled(mark),
         )
         moved = (runner.guest_rootdir, str(self.config.rootpath)) if runner.guest_rootdir else None
         reports = [self._report(item, _moved(data, moved)) for data in outcome.reports]

@@ -26,22 +26,41 @@ from harness.kmod.module_cache import kmod_dir
 
 SUITE = textwrap.dedent(
     """
+    import os
+    import time
     from pathlib import Path
 
     import pytest
 
-    N = {panics}
-    STEPS = [(kind, n) for n in range(N) for kind in ("panic", "after")]
+    N = {count}
+    STEPS = [(kind, n) for n in range(N) for kind in ("fault", "after")]
+
+
+    def hang() -> None:
+        Path("/proc/sys/kernel/sched_rt_runtime_us").write_text("-1")
+        for cpu in sorted(os.sched_getaffinity(0)):
+            if os.fork() == 0:
+                os.sched_setaffinity(0, {{cpu}})
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(99))
+                while True:
+                    pass
+        time.sleep(3600)
 
 
     @pytest.mark.parametrize(("kind", "n"), STEPS, ids=[f"{{k}}-{{n}}" for k, n in STEPS])
     def test_step(kind: str, n: int) -> None:
-        if kind == "panic":
+        if kind == "fault" and "{fault}" == "panic":
             Path("/proc/sysrq-trigger").write_text("c")
+        if kind == "fault" and "{fault}" == "hang":
+            hang()
         assert Path("/sys/module/vfio_harness_mdev").is_dir()
     """
 )
-PANIC_SEEN = ("Kernel panic", "sysrq: Trigger a crash", "SysRq : Trigger a crash")
+# What the faulting test's report must say.
+SEEN = {
+    "panic": ("Kernel panic", "sysrq: Trigger a crash", "SysRq : Trigger a crash"),
+    "hang": ("has not answered over SSH",),
+}
 
 
 def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
@@ -59,14 +78,16 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--panics", type=int, default=10)
+    parser.add_argument("--fault", choices=sorted(SEEN), default="panic")
+    parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--kernel", default="bookworm")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-panics-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-faults-") as scratch:
         work = Path(scratch)
-        (work / "panic_suite").mkdir()
-        (work / "panic_suite" / "test_panics.py").write_text(SUITE.format(panics=args.panics))
-        (work / "pytest.ini").write_text("[pytest]\nguest_suites = panic_suite\n")
+        (work / "fault_suite").mkdir()
+        suite = SUITE.format(count=args.count, fault=args.fault)
+        (work / "fault_suite" / "test_faults.py").write_text(suite)
+        (work / "pytest.ini").write_text("[pytest]\nguest_suites = fault_suite\n")
         junit = work / "junit.xml"
         env = {
             **os.environ,
@@ -84,21 +105,18 @@ def main() -> None:
             sys.exit(f"pytest wrote no JUnit (exit {run.returncode}):\n{run.stdout}{run.stderr}")
         found = outcomes(junit)
     recovered = 0
-    for n in range(args.panics):
-        panic = found.get(f"panic-{n}", ("missing", ""))
+    for n in range(args.count):
+        fault = found.get(f"fault-{n}", ("missing", ""))
         after = found.get(f"after-{n}", ("missing", ""))
-        seen = panic[0] == "failed" and any(s in panic[1] for s in PANIC_SEEN)
-        ok = seen and after[0] == "passed"
-        recovered += ok
-        print(
-            f"panic {n}: test {panic[0]}{' with the panic in its report' if seen else ''}; "
-            f"the next test {after[0]}"
-        )
+        seen = fault[0] == "failed" and any(s in fault[1] for s in SEEN[args.fault])
+        recovered += seen and after[0] == "passed"
+        said = f" saying {SEEN[args.fault][0]!r}" if seen else ""
+        print(f"{args.fault} {n}: test {fault[0]}{said}; the next test {after[0]}")
     replaced = run.stdout.count("replacing the VM") + run.stderr.count("replacing the VM")
-    print(f"recovered {recovered} of {args.panics} panics; {replaced} VMs replaced")
+    print(f"recovered {recovered} of {args.count} ({args.fault}); {replaced} VMs replaced")
     print(
-        f"run wall time {wall:.0f} s, {wall / args.panics:.1f} s per panic and the test "
-        f"after it (pytest exit {run.returncode}: the panicking tests fail)"
+        f"run wall time {wall:.0f} s, {wall / args.count:.1f} s per fault and the test "
+        f"after it (pytest exit {run.returncode}: the faulting tests fail)"
     )
 
 
