@@ -54,6 +54,16 @@ static inline void hmdev_compat_free_device(struct vfio_device *vdev)
 #define HMDEV_HAVE_IOMMUFD_OPS		0
 #endif
 
+/* Does the device reach user memory through iommufd (an access) rather than a container? */
+static inline bool hmdev_compat_iommufd_dma(struct vfio_device *vdev)
+{
+#if HMDEV_HAVE_IOMMUFD_OPS
+	return READ_ONCE(vdev->iommufd_access);
+#else
+	return false;
+#endif
+}
+
 #if HMDEV_KERNEL_AT_LEAST(6, 6)
 #define HMDEV_HAVE_DETACH_IOAS		1
 #else

@@ -23,10 +23,13 @@
  * iommu->lock, which vfio_pin_pages takes (a DMA, an unmap and a device open in one container
  * would deadlock). The pin bookkeeping has its own lock, s->pin_lock (a spinlock), never held
  * while pinning, unpinning or waiting. A busy batch's owner may itself wait for iommu->lock
- * (to pin or unpin), which the same device open can hold while it waits for the
- * device_list_lock that type1 holds around .dma_unmap: so .dma_unmap waits for busy batches
- * at most HMDEV_UNMAP_WAIT at a time, and then returns for type1 to call it again, which
- * lets that open go on.
+ * (to pin or unpin), which a device open in the container holds while it waits for the
+ * device_list_lock type1 holds around .dma_unmap: so under type1 .dma_unmap waits for busy
+ * batches at most HMDEV_UNMAP_WAIT at a time, and then returns for type1 to call it again,
+ * which lets that open go on. Its own unpinning of kept batches cannot avoid that cycle:
+ * vfio_unpin_pages takes iommu->lock under the notifier's device_list_lock, the reverse of
+ * type1's register_device; that is type1's own lock order, whatever the driver does.
+ * Through iommufd, which calls .dma_unmap with none of its locks held, the wait is unbounded.
  *
  * A command that fails unpins every page it pinned, kept or not (the pins carry its number).
  * A later batch of a command whose earlier kept batch was unmapped meanwhile fails to pin
@@ -43,6 +46,7 @@
 #include <linux/string.h>
 #include <linux/vfio.h>
 
+#include "compat.h"
 #include "faults.h"
 #include "hmdev.h"
 
@@ -193,20 +197,41 @@ static unsigned long hmdev_unpin_kept(struct hmdev_state *s,
 }
 
 /* Is a batch in [first, last] busy (being pinned, copied through or unpinned)? */
-static bool hmdev_busy_overlaps(struct hmdev_state *s, u64 first, u64 last)
+static bool hmdev_busy_overlaps_locked(struct hmdev_state *s, u64 first, u64 last)
 {
 	struct hmdev_pin *pin;
-	bool busy = false;
+
+	lockdep_assert_held(&s->pin_lock);
+	list_for_each_entry(pin, &s->pins, node)
+		if (pin->state == HMDEV_PIN_BUSY && hmdev_pin_overlaps(pin, first, last))
+			return true;
+	return false;
+}
+
+static bool hmdev_busy_overlaps(struct hmdev_state *s, u64 first, u64 last)
+{
+	bool busy;
 
 	spin_lock(&s->pin_lock);
-	list_for_each_entry(pin, &s->pins, node) {
-		if (pin->state == HMDEV_PIN_BUSY && hmdev_pin_overlaps(pin, first, last)) {
-			busy = true;
-			break;
-		}
-	}
+	busy = hmdev_busy_overlaps_locked(s, first, last);
 	spin_unlock(&s->pin_lock);
 	return busy;
+}
+
+/*
+ * Wait for the busy batches in [first, last] to end. Through iommufd nothing we wait for can
+ * need a lock our caller holds, so the wait is as long as it takes (iommufd's change of IOAS
+ * calls .dma_unmap once, and must find nothing pinned when it returns). Through type1 it is
+ * bounded: false when HMDEV_UNMAP_WAIT passed, and type1 calls again.
+ */
+static bool hmdev_wait_not_busy(struct hmdev_state *s, u64 first, u64 last)
+{
+	if (hmdev_compat_iommufd_dma(&s->vdev)) {
+		wait_event(s->pin_wq, !hmdev_busy_overlaps(s, first, last));
+		return true;
+	}
+	return wait_event_timeout(s->pin_wq, !hmdev_busy_overlaps(s, first, last),
+				  HMDEV_UNMAP_WAIT);
 }
 
 /* Copy between @buf and the pinned pages that start at page offset @off. */
@@ -444,10 +469,26 @@ void hmdev_dma_open(struct hmdev_state *s)
 	spin_unlock(&s->pin_lock);
 }
 
+static bool hmdev_no_pins(struct hmdev_state *s)
+{
+	bool none;
+
+	spin_lock(&s->pin_lock);
+	none = list_empty(&s->pins);
+	spin_unlock(&s->pin_lock);
+	return none;
+}
+
+/*
+ * Reset and close: unpin every kept batch, and wait for those a concurrent .dma_unmap is
+ * unpinning (no command runs: we hold s->lock), so that nothing is pinned when we return: the
+ * core unregisters the device from type1 after close, taking the locks such an unpin needs.
+ */
 void hmdev_dma_unpin_all(struct hmdev_state *s)
 {
 	lockdep_assert_held(&s->lock);
 	hmdev_unpin_kept(s, hmdev_pin_any, 0, 0);
+	wait_event(s->pin_wq, hmdev_no_pins(s));
 }
 
 void hmdev_dma_sync_regs(struct hmdev_state *s)
@@ -481,14 +522,24 @@ void hmdev_dma_unmap(struct vfio_device *vdev, u64 iova, u64 length)
 	list_add_tail(&fence.node, &s->unmap_fences);
 	spin_unlock(&s->pin_lock);
 
-	/* Busy batches end kept (unpin those, next round) or gone; none starts in the range. */
+	/*
+	 * Busy batches end kept (unpin those, next round) or gone; none starts in the range.
+	 * Whether one is busy is seen in the same hold of pin_lock as the kept ones are
+	 * claimed, so a batch turning kept in between is never missed.
+	 */
 	for (;;) {
-		unpinned += hmdev_unpin_kept(s, hmdev_pin_overlaps, fence.first, fence.last);
-		if (!hmdev_busy_overlaps(s, fence.first, fence.last))
+		LIST_HEAD(claimed);
+		bool busy;
+
+		spin_lock(&s->pin_lock);
+		busy = hmdev_busy_overlaps_locked(s, fence.first, fence.last);
+		unpinned += hmdev_claim_kept(s, &claimed, hmdev_pin_overlaps, fence.first,
+					     fence.last);
+		spin_unlock(&s->pin_lock);
+		hmdev_release_claimed(s, &claimed);
+		if (!busy)
 			break;
-		if (!wait_event_timeout(s->pin_wq,
-					!hmdev_busy_overlaps(s, fence.first, fence.last),
-					HMDEV_UNMAP_WAIT))
+		if (!hmdev_wait_not_busy(s, fence.first, fence.last))
 			break;
 	}
 
