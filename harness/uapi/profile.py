@@ -19,6 +19,7 @@ from harness.uapi.device import Device
 from harness.uapi.errors import VfioError
 from harness.uapi.migration import Migration
 from harness.uapi.raw import vfio as v
+from harness.uapi.region import RegionFlags
 
 # Capability names for --expect, with what offering each means.
 CAPABILITIES = {
@@ -47,21 +48,13 @@ DMA_LOGGING_START = v.VFIO_DEVICE_FEATURE_DMA_LOGGING_START
 
 
 @dataclass(frozen=True)
-class RegionProfile:
+class RegionProfile(RegionFlags):
     index: int
     size: int
     flags: int
     offset: int
     mmap_areas: tuple[tuple[int, int], ...]  # (offset, size) within the region
     capability_ids: tuple[int, ...]
-
-    @property
-    def readable(self) -> bool:
-        return bool(self.flags & v.VFIO_REGION_INFO_FLAG_READ)
-
-    @property
-    def writable(self) -> bool:
-        return bool(self.flags & v.VFIO_REGION_INFO_FLAG_WRITE)
 
 
 @dataclass(frozen=True)

@@ -28,15 +28,10 @@ class RegionType:
     subtype: int
 
 
-@dataclass(frozen=True)
-class RegionInfo:
-    index: int
+class RegionFlags:
+    """What a region's VFIO_REGION_INFO flags say, for any record with a `flags` field."""
+
     flags: int
-    size: int
-    offset: int  # of the region within the device fd
-    capabilities: tuple[Capability, ...]
-    sparse_areas: tuple[SparseArea, ...] | None  # None: no sparse-mmap capability
-    region_type: RegionType | None
 
     @property
     def readable(self) -> bool:
@@ -45,6 +40,17 @@ class RegionInfo:
     @property
     def writable(self) -> bool:
         return bool(self.flags & v.VFIO_REGION_INFO_FLAG_WRITE)
+
+
+@dataclass(frozen=True)
+class RegionInfo(RegionFlags):
+    index: int
+    flags: int
+    size: int
+    offset: int  # of the region within the device fd
+    capabilities: tuple[Capability, ...]
+    sparse_areas: tuple[SparseArea, ...] | None  # None: no sparse-mmap capability
+    region_type: RegionType | None
 
     @property
     def mmappable(self) -> bool:
