@@ -137,6 +137,12 @@ class RefDevice:
 
     # -- DMA engine -----------------------------------------------------------------------------
 
+    def program(self, src: int, dst: int, length: int) -> None:
+        """Set a copy's source, destination and length; the DMA_CMD doorbell runs it."""
+        self.write64(r.REG_DMA_SRC, src)
+        self.write64(r.REG_DMA_DST, dst)
+        self.write32(r.REG_DMA_LEN, length)
+
     def dma(
         self,
         src: int,
@@ -151,9 +157,7 @@ class RefDevice:
         `src`/`dst` are IOVAs or BAR2 offsets as `direction` says. A device-side failure is
         the returned result (see DmaResult.check); a refused register access raises VfioError.
         """
-        self.write64(r.REG_DMA_SRC, src)
-        self.write64(r.REG_DMA_DST, dst)
-        self.write32(r.REG_DMA_LEN, length)
+        self.program(src, dst, length)
         self.write32(r.REG_DMA_CMD, dma_command(direction, method, keep_pinned))
         return DmaResult(self.read32(r.REG_DMA_STATUS), self.read32(r.REG_DMA_ERROR))
 

@@ -143,10 +143,8 @@ def race(step: Callable[[], None]) -> int:
     return rounds
 
 
-def program(ref: RefDevice, length: int = COPY) -> None:
-    ref.write64(r.REG_DMA_SRC, IOVA)
-    ref.write64(r.REG_DMA_DST, 0)
-    ref.write32(r.REG_DMA_LEN, length)
+def program(ref: RefDevice) -> None:
+    ref.program(IOVA, 0, COPY)
 
 
 def check_nothing_left(ref: RefDevice, opened: OpenDevice, buffer: DmaBuffer) -> None:
