@@ -58,6 +58,13 @@ def window_of(opened: OpenDevice, info: RegionInfo) -> int:
     return min(later) - info.offset if later else DEFAULT_WINDOW
 
 
+def accesses(size: int, window: int) -> Iterator[tuple[int, int, bool]]:
+    """(width, offset, whether it fits inside the region) of every probe, each width."""
+    for width in WIDTHS:
+        for offset in probes(size, width, window):
+            yield width, offset, offset + width <= size
+
+
 def probes(size: int, width: int, window: int) -> list[int]:
     points = {0, size - width, size - 1, size, size + 1, 0x100, 0xFFFF, 0x10000, 0x10010}
     points |= {1 << 32, window - width}
@@ -77,19 +84,17 @@ def test_region_reads_to_the_edges(device: OpenDevice, index: int) -> None:
     region = Region(device.device, info)
     window = window_of(device, info)
     failures = util.Failures()
-    for width in WIDTHS:
-        for offset in probes(info.size, width, window):
-            inside = offset + width <= info.size
-            with failures.check(f"{width}-byte read at {offset:#x}"):
-                if inside and info.readable:
-                    got = region.read(offset, width)
-                    assert len(got) == width, f"read {len(got)} bytes of {width}"
-                elif inside:
-                    with raises_errno(errno.EINVAL):  # no READ flag
-                        region.read(offset, width)
-                else:
-                    with refused_out_of_range(errno.EINVAL):
-                        region.read(offset, width)
+    for width, offset, inside in accesses(info.size, window):
+        with failures.check(f"{width}-byte read at {offset:#x}"):
+            if inside and info.readable:
+                got = region.read(offset, width)
+                assert len(got) == width, f"read {len(got)} bytes of {width}"
+            elif inside:
+                with raises_errno(errno.EINVAL):  # no READ flag
+                    region.read(offset, width)
+            else:
+                with refused_out_of_range(errno.EINVAL):
+                    region.read(offset, width)
     failures.verify(f"region {index}: nothing to probe")
 
 
@@ -99,19 +104,17 @@ def test_region_writes_to_the_edges(device: OpenDevice, index: int) -> None:
     region = Region(device.device, info)
     window = window_of(device, info)
     failures = util.Failures()
-    for width in WIDTHS:
-        for offset in probes(info.size, width, window):
-            inside = offset + width <= info.size
-            with failures.check(f"{width}-byte write at {offset:#x}"):
-                if inside and info.writable and info.readable:
-                    same = region.read_exact(offset, width)  # written back: nothing changes
-                    assert region.write(offset, same) == width, "short write"
-                elif inside and not info.writable:
-                    with raises_errno(errno.EINVAL):  # no WRITE flag
-                        region.write(offset, bytes(width))
-                elif not inside:
-                    with refused_out_of_range(errno.EINVAL):
-                        region.write(offset, bytes(width))
+    for width, offset, inside in accesses(info.size, window):
+        with failures.check(f"{width}-byte write at {offset:#x}"):
+            if inside and info.writable and info.readable:
+                same = region.read_exact(offset, width)  # written back: nothing changes
+                assert region.write(offset, same) == width, "short write"
+            elif inside and not info.writable:
+                with raises_errno(errno.EINVAL):  # no WRITE flag
+                    region.write(offset, bytes(width))
+            elif not inside:
+                with refused_out_of_range(errno.EINVAL):
+                    region.write(offset, bytes(width))
     failures.verify(f"region {index} is write-only: only out-of-range writes to probe")
 
 
