@@ -5,7 +5,6 @@ mappings. (mm refuses unaligned offsets and zero lengths before the driver runs:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import mmap
 import os
@@ -17,26 +16,13 @@ from harness.uapi import PAGE_SIZE, DmaBuffer, OpenDevice, Region, RegionInfo, S
 from tests.uapi import util
 from tests.uapi.verdict import SafetyError
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mmap.restype = ctypes.c_void_p
-_libc.mmap.argtypes = [
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_int,
-    ctypes.c_long,
-]
-_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-MAP_FAILED = ctypes.c_void_p(-1).value
-
 
 def mmap_errno(fd: int, offset: int, length: int, flags: int = mmap.MAP_SHARED) -> int:
-    """mmap(2) straight from libc (Python's mmap fixes up sizes); 0 on success, else errno."""
-    address = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
-    if address == MAP_FAILED or address is None:
-        return ctypes.get_errno()
-    _libc.munmap(address, length)
+    """0 if mmap(2) maps it (then unmapped), else its errno."""
+    address = util.libc_mmap(fd, offset, length, flags)
+    if address < 0:
+        return -address
+    util.libc_munmap(address, length)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import mmap
 import os
 from collections.abc import Iterator
 
@@ -163,3 +164,42 @@ class Failures:
             self.found.sort(key=lambda pair: not isinstance(pair[1], SafetyError))
             text = "\n".join(f"{what}: {exc}" for what, exc in self.found)
             raise type(self.found[0][1])(f"{len(self.found)} of {self.checked} failed:\n{text}")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_int,
+    ctypes.c_long,
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def libc_mmap(fd: int, offset: int, length: int, flags: int = mmap.MAP_SHARED) -> int:
+    """mmap(2) straight from libc, read-write: the address, or -errno. Python's mmap fixes up
+    sizes and keeps a dup of the fd, which would hold the file open on its own."""
+    address = _libc.mmap(None, length, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, offset)
+    if address == MAP_FAILED or address is None:
+        return -ctypes.get_errno()
+    return int(address)
+
+
+def libc_munmap(address: int, length: int) -> None:
+    if _libc.munmap(address, length) != 0:
+        raise OSError(ctypes.get_errno(), f"munmap({address:#x}, {length:#x})")
+
+
+def pinned_kib() -> int:
+    """KiB this process has pinned: VmLck (where type1 accounts a vendor driver's pins) plus
+    VmPin (where iommufd accounts them)."""
+    total = 0
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(("VmLck:", "VmPin:")):
+                total += int(line.split()[1])
+    return total
