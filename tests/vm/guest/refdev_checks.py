@@ -3,8 +3,10 @@
 
 Drives the reference device through sysfs (harness.mdev) and VFIO (harness.uapi, refdev):
 types and available_instances, one device of every type, its registers, config space, BAR
-sizes, every DMA mode, kept pins released by unmap, then removal. Every check runs even if an
-earlier one failed (unless it depends on it); the last stdout line is a JSON object
+sizes, every DMA mode, kept pins released by unmap, then removal; given the module's path,
+rmmod with a device open (refused) and with devices present (removes them), then insmod
+again. Every check runs even if an earlier one failed (unless it depends on it); the last
+stdout line is a JSON object
 {check: "ok" | what went wrong}, which the host test asserts on.
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -253,6 +257,61 @@ def check_device(checks: Checks, device: MdevDevice, ref_type: c.RefType) -> Non
         )
 
 
+def rmmod() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["rmmod", c.MODULE_NAME], capture_output=True, text=True, check=False)
+
+
+def check_rmmod_refused_while_open(sysfs: MdevSysfs) -> None:
+    """An open device holds the module: rmmod says it is in use, and the device still works
+    (devices of every type are present, so the later rmmod has them all to remove)."""
+    devices = [sysfs.find_type(t.type_id, c.PARENT_NAME).create() for t in c.TYPES]
+    group = devices[0].iommu_group
+    expect(group is not None, f"{devices[0].uuid} has no iommu_group")
+    assert group is not None
+    with open_type1(group, devices[0].uuid) as opened:
+        refused = rmmod()
+        expect(refused.returncode != 0, "rmmod succeeded while a device was open")
+        expect("in use" in refused.stderr, f"rmmod's refusal: {refused.stderr.strip()!r}")
+        check_identity(RefDevice(opened.device), c.TYPES[0])
+    expect(all(d.exists for d in devices), "a device went away after the refused rmmod")
+
+
+def check_rmmod_removes_all(sysfs: MdevSysfs) -> None:
+    present = sysfs.device_uuids()
+    expect(len(present) >= len(c.TYPES), f"devices before rmmod: {present}")
+    done = rmmod()
+    expect(done.returncode == 0, f"rmmod with closed devices failed: {done.stderr.strip()!r}")
+    expect(not sysfs.device_uuids(), f"devices left after rmmod: {sysfs.device_uuids()}")
+    expect(c.PARENT_NAME not in sysfs.parent_names(), "the parent is still registered")
+
+
+def check_insmod_again(sysfs: MdevSysfs, module: str) -> None:
+    subprocess.run(["insmod", module], capture_output=True, text=True, check=True)
+    device = sysfs.find_type(c.SMALL.type_id, c.PARENT_NAME).create()
+    group = device.iommu_group
+    expect(group is not None, f"{device.uuid} has no iommu_group")
+    assert group is not None
+    with open_type1(group, device.uuid) as opened, DmaBuffer(BUFFER_SIZE) as buffer:
+        dev = RefDevice(opened.device)
+        check_identity(dev, c.SMALL)
+        opened.dma.map_buffer(IOVA, buffer)
+        DmaChecks(dev, buffer).to_device(Method.PIN)
+    device.remove()
+
+
+def check_module_lifetime(checks: Checks, sysfs: MdevSysfs, module: str) -> None:
+    """rmmod with a device open, rmmod with devices present, then insmod again: each step
+    only after the one before passed."""
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("rmmod while a device is open: refused", partial(check_rmmod_refused_while_open, sysfs)),
+        ("rmmod with devices present: removes them", partial(check_rmmod_removes_all, sysfs)),
+        ("insmod again: a new device copies", partial(check_insmod_again, sysfs, module)),
+    ]
+    for name, step in steps:
+        if not checks.run(name, step):
+            return
+
+
 def main() -> None:
     checks = Checks()
     sysfs = MdevSysfs()
@@ -284,6 +343,8 @@ def main() -> None:
             check_available(sysfs, pool)
 
         checks.run(f"{ref_type.sysfs_name}: remove, available_instances", remove)
+    if len(sys.argv) > 1:  # the module's path in the guest, to load it again
+        check_module_lifetime(checks, sysfs, sys.argv[1])
     print(json.dumps(checks.results))
 
 
