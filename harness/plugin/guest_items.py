@@ -34,8 +34,11 @@ MDEV_ENV = {
     "expect": "HARNESS_EXPECT",
 }
 TARGET_ENV = "HARNESS_TARGET"
-# Passed on to the guest as it is: runs the suite's cases that kernel bugs hang or crash.
+# Passed on to the guest as they are: the suite's cases that kernel bugs hang or crash run,
+# and the races run this many seconds each (the stress campaign) instead of 3.
 KERNEL_BUGS_ENV = "HARNESS_KERNEL_BUGS"
+STRESS_SECONDS_ENV = "HARNESS_STRESS_SECONDS"
+PASSED_ON_ENV = (KERNEL_BUGS_ENV, STRESS_SECONDS_ENV)
 _SKIPPED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 _FIXED_MTIME = 1_700_000_000
 
@@ -117,14 +120,13 @@ def add_options(parser: pytest.Parser) -> None:
 
 def mdev_environment(config: pytest.Config) -> dict[str, str]:
     """HARNESS_MDEV_* and HARNESS_EXPECT for the options given, HARNESS_TARGET, and
-    HARNESS_KERNEL_BUGS if set."""
+    HARNESS_KERNEL_BUGS and HARNESS_STRESS_SECONDS if set."""
     env = {TARGET_ENV: str(config.getoption("--target"))}
     for option, name in MDEV_ENV.items():
         value = config.getoption(option)
         if value:
             env[name] = str(value)
-    if os.environ.get(KERNEL_BUGS_ENV):
-        env[KERNEL_BUGS_ENV] = os.environ[KERNEL_BUGS_ENV]
+    env.update({name: os.environ[name] for name in PASSED_ON_ENV if os.environ.get(name)})
     return env
 
 
