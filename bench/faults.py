@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: MIT
-"""Guest panics in the middle of a suite: N tests that crash the guest's kernel (sysrq "c"),
-each followed by a test that must pass on the VM that replaces the dead one.
+"""Faults in the middle of a suite: N tests that crash the guest's kernel (sysrq "c") or hang
+the guest (no SSH answer), each followed by a test that must pass on the VM that replaces it.
 
-    tox -e bench -- bench/panics.py [--panics 10] [--kernel bookworm]
+    tox -e bench -- bench/faults.py [--fault panic|hang] [--count 10] [--kernel bookworm]
 
-Counts the panics the run recovered from (the panicking test failed with the kernel's panic
-message in its report, and the next test passed on a new VM), the run's wall time and the time
-what each recovery cost. It reports; it does not assert.
+Counts the faults the run recovered from (the faulting test failed with the kernel's panic, or
+the hang, in its report, and the next test passed on a new VM), the run's wall time and the
+time each recovery cost. It reports; it does not assert.
 """
 
 from __future__ import annotations
