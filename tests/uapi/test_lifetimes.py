@@ -3,7 +3,8 @@
 migration data fd, DMA mappings, kept pins and DMA in flight. The removal must wait until the
 last of them that holds the device goes (a mapping holds the device file, so it holds the
 device past the close of its fd), and then nothing may be left: no page pinned (VmLck and
-VmPin back), the type's available_instances back, and a new device of the type works.
+VmPin back), the type's available_instances back, and a new device of the type works. Pins
+kept by our device must also go when it leaves its IOAS, and when its close races an unmap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import ctypes
 import errno
 import os
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +22,17 @@ import pytest
 from harness.mdev import MdevDevice, MdevType
 from harness.refdev import Direction, Method, RefDevice
 from harness.refdev.device import dma_command
-from harness.uapi import PAGE_SIZE, DmaBuffer, EventFd, IommuMode, Migration, MigState, Region
+from harness.uapi import (
+    PAGE_SIZE,
+    DmaBuffer,
+    EventFd,
+    IommuMode,
+    Migration,
+    MigState,
+    OpenDevice,
+    Region,
+)
+from harness.uapi.open_device import IommufdMapper
 from harness.uapi.raw import vfio as v
 from harness.uapi.region import RegionInfo
 from tests.uapi import util
@@ -39,6 +52,8 @@ IRQS_WITH_EVENTFDS = (
     v.VFIO_PCI_ERR_IRQ_INDEX,
     v.VFIO_PCI_REQ_IRQ_INDEX,
 )
+CLOSE_SECONDS = 3.0  # the close-against-unmap race: this long, or CLOSE_ROUNDS rounds
+CLOSE_ROUNDS = 50
 # Kept pins stay until an unmap or the close: the close must unpin them.
 KEPT_COPY = dma_command(Direction.TO_DEVICE, Method.PIN, keep_pinned=True)
 
@@ -164,3 +179,75 @@ def test_a_removal_amid_dma_eventfds_a_mapping_and_a_data_fd_leaves_nothing_behi
     )
     assert mdev_type.available_instances == instances, "the removed device kept its instance"
     check_copies_again(make_mdev, iommu_mode)
+
+
+@pytest.mark.refdev
+def test_kept_pins_go_when_the_device_leaves_its_ioas(
+    mdev: MdevDevice, iommu_mode: IommuMode
+) -> None:
+    """iommufd calls .dma_unmap once for the whole IOAS when a device detaches: the kept pins
+    must all go then (there is no retry), copies fail while detached, and work once back."""
+    if iommu_mode is not IommuMode.IOMMUFD:
+        pytest.skip("a device leaves an IOAS only under iommufd")
+    pinned = util.pinned_kib()
+    with util.open_device(mdev, iommu_mode) as opened, DmaBuffer(BUFFER) as buffer:
+        assert isinstance(opened.dma, IommufdMapper)
+        opened.dma.map_buffer(IOVA, buffer)
+        ref = RefDevice(opened.device)
+        ref.dma(IOVA, 0, COPY, Direction.TO_DEVICE, keep_pinned=True).check("a kept copy")
+        assert ref.counters().pinned_pages > 0, "a kept copy left no page pinned"
+        opened.device.detach_pt()
+        left = ref.counters()
+        assert left.pinned_pages == 0, f"{left.pinned_pages} page(s) still pinned after DETACH"
+        assert left.total_pins == left.total_unpins
+        assert not ref.dma(IOVA, 0, COPY, Direction.TO_DEVICE).done, "a copy ran while detached"
+        opened.device.attach_pt(opened.dma.ioas_id)
+        data = os.urandom(COPY)
+        buffer.write(0, data)
+        ref.dma(IOVA, 0, COPY, Direction.TO_DEVICE).check("a copy after attaching again")
+        assert ref.mem_read(0, COPY) == data
+    assert util.pinned_kib() == pinned, "pages pinned for the device were never unpinned"
+
+
+def close_while_unmapping(opened: OpenDevice) -> None:
+    """The device's close and an unmap of the copy's range, let go at the same moment."""
+    together = threading.Barrier(2, timeout=30)
+    errors: list[BaseException] = []
+
+    def unmap() -> None:
+        try:
+            together.wait()
+            opened.dma.unmap(IOVA, BUFFER)
+        except BaseException as exc:
+            errors.append(exc)
+
+    unmapper = threading.Thread(target=unmap, name="unmapper", daemon=True)
+    unmapper.start()
+    together.wait()
+    opened.device.close()
+    unmapper.join(30)
+    assert not unmapper.is_alive(), "the unmap has not returned in 30 s"
+    assert not errors, f"the unmap failed: {errors[0]!r}"
+
+
+@pytest.mark.refdev
+def test_a_close_racing_an_unmap_of_kept_pins_leaves_nothing_pinned(
+    mdev: MdevDevice, iommu_mode: IommuMode
+) -> None:
+    """Round after round: a kept copy, then the device's close and an unmap of its range at
+    the same moment. Both unpin; neither may miss a page, unpin one twice, or hang."""
+    pinned = util.pinned_kib()
+    deadline = time.monotonic() + CLOSE_SECONDS
+    rounds = 0
+    with DmaBuffer(BUFFER) as buffer:
+        while rounds < CLOSE_ROUNDS and time.monotonic() < deadline:
+            with util.open_device(mdev, iommu_mode) as opened:
+                opened.dma.map_buffer(IOVA, buffer)
+                ref = RefDevice(opened.device)
+                ref.dma(IOVA, 0, COPY, Direction.TO_DEVICE, keep_pinned=True).check("kept copy")
+                close_while_unmapping(opened)
+            rounds += 1
+    assert rounds > 1, "the race never went round twice"
+    assert util.pinned_kib() == pinned, (
+        f"{util.pinned_kib()} KiB pinned after {rounds} rounds, {pinned} KiB before"
+    )
