@@ -73,6 +73,27 @@ def check_usable_again(make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMod
         assert opened.device.info().num_regions > 0
 
 
+def test_a_removal_waits_for_the_close_and_gives_the_instance_back(
+    mdev_type: MdevType, make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMode
+) -> None:
+    """Any driver: the device stays, and answers, while it is open; the close lets the
+    removal end, and its instance comes back for a new device that works."""
+    instances = mdev_type.available_instances
+    device = make_mdev()
+    opened = util.open_device(device, iommu_mode)
+    try:
+        removal = Removal(device)
+        assert not removal.finished(STILL_WAITING), "the removal ended while the device was open"
+        # (Its sysfs link may already be gone: the mdev core unlinks it before the unbind.)
+        assert opened.device.info().num_regions > 0, "the open device stopped answering"
+    finally:
+        opened.close()
+    assert removal.finished(RELEASED), f"the removal still waits {RELEASED:.0f} s after the close"
+    assert not device.exists
+    assert mdev_type.available_instances == instances, "the removed device kept its instance"
+    check_usable_again(make_mdev, iommu_mode)
+
+
 def test_a_live_mapping_holds_a_removed_device_until_it_is_unmapped(
     mdev_type: MdevType, make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMode
 ) -> None:
