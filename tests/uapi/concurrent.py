@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: MIT
 """Threads for tests that race the device: a step repeated until the block ends, the
-reference device's DMA engine copying over and over, and a sysfs removal that may block."""
+reference device's DMA engine copying over and over, a sysfs removal that may block, and a
+watch on a slow call that tells where in the kernel it waits."""
 
 from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Self
 
 from harness.mdev import MdevDevice
@@ -116,3 +119,46 @@ class Removal:
         if self._error is not None:
             raise self._error
         return done
+
+
+def kernel_stack(native_id: int) -> tuple[str, ...]:
+    """The kernel functions a thread of this process is in, innermost first; empty when the
+    kernel does not show it (no CONFIG_STACKTRACE) or the thread is gone."""
+    try:
+        text = Path(f"/proc/self/task/{native_id}/stack").read_text()
+    except OSError:
+        return ()
+    # "[<0>] iommufd_object_dec_wait_shortterm+0x1cb/0x270"
+    frames = (line.rpartition("] ")[2].partition("+")[0] for line in text.splitlines())
+    return tuple(frame for frame in frames if frame)
+
+
+class SlowCall:
+    """Times the block's blocking call in this thread. Still in it after `probe` seconds,
+    the call's kernel stack is kept in `stack`, to tell a known kernel bug from a driver's."""
+
+    def __init__(self, probe: float) -> None:
+        self.seconds = 0.0
+        self.stack: tuple[str, ...] = ()
+        self._probe = probe
+        self._done = threading.Event()
+        self._caller = threading.get_native_id()
+        self._watch = threading.Thread(target=self._sample, name="stack-probe", daemon=True)
+        self._start = 0.0
+
+    def _sample(self) -> None:
+        if not self._done.wait(self._probe):
+            self.stack = kernel_stack(self._caller)
+
+    def __enter__(self) -> Self:
+        self._start = time.monotonic()
+        self._watch.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.monotonic() - self._start
+        self._done.set()
+        self._watch.join()
+
+    def waited_in(self) -> str:
+        return " < ".join(self.stack) or "(no kernel stack)"
