@@ -5,7 +5,6 @@ removal while open, and invalid index/start/count/flags/data (EINVAL)."""
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from harness.uapi.errors import errno_name
 from harness.uapi.irq import IrqInfo, eventfd_payload
 from harness.uapi.raw import vfio as v
 from tests.uapi import util
+from tests.uapi.concurrent import Removal
 from tests.uapi.util import raises_errno
 
 INDEXES = {
@@ -246,19 +246,17 @@ def test_req_on_remove_while_open(
 ) -> None:
     device = make_mdev()
     opened = util.open_device(device, iommu_mode)
-    remover: threading.Thread | None = None
+    removal: Removal | None = None
     try:
         irq = irq_with_vectors(opened, "req")
         irq.attach_eventfds([eventfd.fd])
-        remover = threading.Thread(target=device.remove, daemon=True)
-        remover.start()
+        removal = Removal(device)
         assert eventfd.wait(10.0) >= 1, "no REQ while the device was being removed"
-        assert remover.is_alive(), "removal finished while the device was still open"
+        assert not removal.finished(0), "removal finished while the device was still open"
     finally:
         opened.close()
-    if remover is not None:
-        remover.join(30.0)
-        assert not remover.is_alive(), "removal still blocked after the device was closed"
+    if removal is not None:
+        assert removal.finished(30.0), "removal still blocked 30 s after the device was closed"
         assert not device.exists
 
 

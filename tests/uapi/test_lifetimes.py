@@ -34,7 +34,6 @@ from harness.uapi import (
 )
 from harness.uapi.open_device import IommufdMapper
 from harness.uapi.raw import vfio as v
-from harness.uapi.region import RegionInfo
 from tests.uapi import util
 from tests.uapi.concurrent import DmaLoop, Removal, SlowCall
 from tests.uapi.util import IOVA, raises_errno
@@ -69,15 +68,6 @@ CLOSE_SECONDS = 3.0  # the close-against-unmap race: this long, or CLOSE_ROUNDS 
 CLOSE_ROUNDS = 50
 # Kept pins stay until an unmap or the close: the close must unpin them.
 KEPT_COPY = dma_command(Direction.TO_DEVICE, Method.PIN, keep_pinned=True)
-
-
-def first_mappable_area(device_regions: list[RegionInfo]) -> tuple[RegionInfo, int]:
-    """A region with an mmap area, and the area's offset in the region."""
-    for info in device_regions:
-        if info.size and info.mmap_areas():
-            return info, info.mmap_areas()[0].offset
-    util.require("mmap", False, "no region of the device is mmap-able")
-    raise AssertionError("unreachable")
 
 
 def check_usable_again(make_mdev: Callable[[], MdevDevice], iommu_mode: IommuMode) -> None:
@@ -116,7 +106,8 @@ def test_a_live_mapping_holds_a_removed_device_until_it_is_unmapped(
     device = make_mdev()
     opened = util.open_device(device, iommu_mode)
     try:
-        info, area = first_mappable_area(util.regions(opened.device))
+        info = util.mappable_regions(opened.device)[0]
+        area = info.mmap_areas()[0].offset
         address = util.libc_mmap(opened.device.fd, info.offset + area, PAGE_SIZE)
         assert address >= 0, f"mmap of region {info.index} failed: {errno.errorcode[-address]}"
         try:

@@ -26,12 +26,6 @@ def mmap_errno(fd: int, offset: int, length: int, flags: int = mmap.MAP_SHARED) 
     return 0
 
 
-def mappable_regions(opened: OpenDevice) -> list[RegionInfo]:
-    found = [info for info in util.regions(opened.device) if info.size and info.mmap_areas()]
-    util.require("mmap", bool(found), "no region of the device is mmap-able")
-    return found
-
-
 def holes(info: RegionInfo) -> list[int]:
     """Page offsets inside the region that no mmap area covers."""
     covered: set[int] = set()
@@ -56,7 +50,7 @@ def test_mmap_every_area(opened: OpenDevice) -> None:
     """Each area maps, and its first and last bytes read through the mapping what pread
     reads (a mapping of the wrong pages, or a fault handler that fails, shows up)."""
     failures = util.Failures()
-    for info in mappable_regions(opened):
+    for info in util.mappable_regions(opened.device):
         region = Region(opened.device, info)
         for area in info.mmap_areas():
             where = f"region {info.index} area at {area.offset:#x}"
@@ -78,7 +72,7 @@ def test_mmap_across_the_region_end(opened: OpenDevice) -> None:
     """A mapping that reaches past the region's (page-rounded) end must fail: a driver that
     maps it hands out memory that is not the region's."""
     failures = util.Failures()
-    for info in mappable_regions(opened):
+    for info in util.mappable_regions(opened.device):
         area = info.mmap_areas()[-1]
         end = -(-info.size // PAGE_SIZE) * PAGE_SIZE
         with failures.check(f"region {info.index}"):
@@ -96,7 +90,7 @@ def test_mmap_across_the_region_end(opened: OpenDevice) -> None:
 
 
 def test_mmap_private_refused(opened: OpenDevice) -> None:
-    info = mappable_regions(opened)[0]
+    info = util.mappable_regions(opened.device)[0]
     area = info.mmap_areas()[0]
     got = mmap_errno(opened.device.fd, info.offset + area.offset, PAGE_SIZE, mmap.MAP_PRIVATE)
     assert got == errno.EINVAL
@@ -104,7 +98,7 @@ def test_mmap_private_refused(opened: OpenDevice) -> None:
 
 def test_mmap_coherent_with_read_write(opened: OpenDevice) -> None:
     failures = util.Failures()
-    for info in mappable_regions(opened):
+    for info in util.mappable_regions(opened.device):
         if not (info.readable and info.writable):
             continue
         region = Region(opened.device, info)
@@ -128,7 +122,7 @@ def test_mmap_outside_sparse_areas(opened: OpenDevice) -> None:
     """Our device refuses mappings of its trapped half; the UAPI lets other drivers allow
     them ("may fail"), so this is ours only."""
     checked = 0
-    for info in mappable_regions(opened):
+    for info in util.mappable_regions(opened.device):
         for page in holes(info)[:4]:
             got = mmap_errno(opened.device.fd, info.offset + page, PAGE_SIZE)
             assert got == errno.EINVAL, f"region {info.index} page {page:#x}: errno {got}"
@@ -138,7 +132,7 @@ def test_mmap_outside_sparse_areas(opened: OpenDevice) -> None:
 
 
 def test_mmap_read_only_mapping(opened: OpenDevice) -> None:
-    info = mappable_regions(opened)[0]
+    info = util.mappable_regions(opened.device)[0]
     region = Region(opened.device, info)
     area = info.mmap_areas()[0]
     with region.mmap(area.offset, PAGE_SIZE, writable=False) as mapped:

@@ -110,6 +110,13 @@ def regions(device: Device) -> list[RegionInfo]:
     return [device.region_info(index) for index in range(device.info().num_regions)]
 
 
+def mappable_regions(device: Device) -> list[RegionInfo]:
+    """The regions with an mmap area, or a skip (or failure, when --expect mmap) if none."""
+    found = [info for info in regions(device) if info.size and info.mmap_areas()]
+    require("mmap", bool(found), "no region of the device is mmap-able")
+    return found
+
+
 def rw_region(device: Device, *, mmap: bool = False) -> RegionInfo:
     """The first readable and writable region (mmap-able too, if asked); skip if none."""
     for info in regions(device):
