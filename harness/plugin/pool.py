@@ -9,9 +9,11 @@ process dies first, each VM's watchdog cleans up (harness.vm.watchdog).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.progress import Progress
+from harness.firmware import Firmware
 from harness.kernel.choice import KernelChoice
 
 if TYPE_CHECKING:
@@ -24,10 +26,15 @@ if TYPE_CHECKING:
 
 class VmPool:
     def __init__(
-        self, fresh: Fresh = "auto", memory_mib: int = 1024, progress: Progress | None = None
+        self,
+        fresh: Fresh = "auto",
+        memory_mib: int = 1024,
+        progress: Progress | None = None,
+        firmware: Firmware = Firmware.DIRECT,
     ) -> None:
         self.fresh_mode: Fresh = fresh
         self.memory_mib = memory_mib
+        self.firmware = firmware
         self.progress: Progress = progress or (lambda _line: None)
         self._shared: dict[KernelChoice, Vm] = {}
         self._images: dict[str, BuiltImage] = {}
@@ -74,7 +81,19 @@ class VmPool:
             memory_mib=self.memory_mib,
             fresh=self.fresh_mode,
             progress=self.progress,
+            firmware=self.firmware,
+            mok=self.mok,
         )
+
+    @property
+    def mok(self) -> tuple[Path, ...]:
+        """Under Secure Boot, the certificate our module signing key signs with, for shim's
+        MokList: modules signed with it load."""
+        if not self.firmware.secure_boot:
+            return ()
+        from harness.kmod.signing import signing_identity
+
+        return (signing_identity().certificate,)
 
     def shared(self, choice: KernelChoice) -> Vm:
         """This process's VM of `choice`, started on first use and replaced if it died."""

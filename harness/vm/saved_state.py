@@ -36,6 +36,7 @@ from typing import Literal
 from harness.core.cache import cache_dir
 from harness.core.cached_build import prune
 from harness.core.progress import Progress
+from harness.firmware import Firmware
 from harness.images.build import BuiltImage
 from harness.qemu.qmp import QmpError
 from harness.ssh.errors import SshError
@@ -264,14 +265,19 @@ def start_vm(
     smp: int = 2,
     fresh: Fresh = "auto",
     progress: Progress = lambda _line: None,
+    firmware: Firmware = Firmware.DIRECT,
+    mok: tuple[Path, ...] = (),
 ) -> Vm:
     """A pristine VM: restored from the saved state ("auto"/"restore"), or cold-booted.
+    `firmware` and `mok`: see GuestMachine.
 
     "auto" cold-boots and saves when no state exists yet (one worker does; the others wait for
     it and restore), and falls back to a cold boot, discarding the state, if it fails to load.
     "restore" raises instead of falling back; "boot" always boots cold and saves nothing.
     """
-    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp, kernel)
+    machine = GuestMachine(
+        image, accelerator or choose_accelerator(), memory_mib, smp, kernel, firmware, mok
+    )
     if fresh != "boot" and kernel is not None and not reseeds_on_restore(kernel.config):
         # Restored copies would share the saved guest's RNG state: boot each one instead.
         progress(f"{machine.label}: no CONFIG_VMGENID=y in its config: cold-booting, no restore")

@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: MIT
+"""An image's EFI system partition: Debian's signed shim and GRUB of the image's suite, the
+image's own signed kernel (/boot/vmlinuz-<release>, read out of its root disk with debugfs),
+and the image's initrd. Cached per image and boot-loader versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.cache import cache_dir
+from harness.core.cached_build import cached_build, input_key
+from harness.core.records import RecordError, read_record, write_record
+from harness.firmware.boot_files import debian_boot_loaders
+from harness.firmware.errors import FirmwareError
+from harness.firmware.esp import EspFiles, build_esp
+from harness.images.build import BuiltImage
+
+ESP_FILE = "esp.img"
+RECORD_FILE = "record.json"
+RECORD_FORMAT = 1
+BUILDER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EspRecord:
+    image_key: str
+    shim_sha256: str
+    grub_sha256: str
+    mok_manager_sha256: str
+    builder_version: int = BUILDER_VERSION
+    format: int = RECORD_FORMAT
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def extract_kernel(image: BuiltImage, out: Path) -> Path:
+    """The image's signed vmlinuz, copied out of its ext4 root disk."""
+    inner = f"/boot/vmlinuz-{image.kernel_release}"
+    try:
+        result = subprocess.run(
+            ["debugfs", "-R", f"dump {inner} {out}", str(image.rootfs)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise FirmwareError("debugfs not found: vfio-harness setup --profile vm") from None
+    if result.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
+        raise FirmwareError(
+            f"{image.manifest.name}: no {inner} in its root disk ({result.stderr.strip()[-200:]})"
+        )
+    return out
+
+
+def image_esp(image: BuiltImage) -> Path:
+    """The image's ESP, without grub.cfg (each VM writes its own: esp.with_grub_config)."""
+    loaders = debian_boot_loaders(image.manifest.suite)
+    record = EspRecord(
+        image_key=image.manifest.key,
+        shim_sha256=_sha256(loaders.shim),
+        grub_sha256=_sha256(loaders.grub),
+        mok_manager_sha256=_sha256(loaders.mok_manager),
+    )
+    key = input_key(dataclasses.asdict(record))
+    entry = cache_dir("firmware", "esp") / f"{image.manifest.name}-{key}"
+
+    def build(scratch: Path) -> Path:
+        kernel = extract_kernel(image, scratch / "vmlinuz")
+        files = EspFiles(loaders.shim, loaders.grub, loaders.mok_manager, kernel, image.initrd)
+        build_esp(files, scratch / ESP_FILE)
+        kernel.unlink()
+        write_record(record, scratch / RECORD_FILE)
+        return entry / ESP_FILE
+
+    def read(path: Path) -> Path | None:
+        try:
+            read_record(EspRecord, path / RECORD_FILE, fmt=RECORD_FORMAT, redo="rebuild")
+        except RecordError:
+            return None
+        return path / ESP_FILE
+
+    return cached_build(entry, build, read).value
