@@ -269,12 +269,13 @@ class Launched:
 
 
 def launch(machine: GuestMachine, run: RunDir, disk: Path, key: RunKey, incoming: str | None,
-           progress: Progress) -> Launched:  # fmt: skip
-    """Start QEMU and its watchdog; return once QMP answers (networking is then set up)."""
+           progress: Progress, varstore: Path | None = None) -> Launched:  # fmt: skip
+    """Start QEMU and its watchdog; return once QMP answers (networking is then set up).
+    `varstore`: the UEFI variable store to start from (a saved state's)."""
     accel = machine.accelerator
     with reserve_port() as port:
         spec = guest_spec(machine, run.path, disk, port.port, key.public_line, incoming)
-        prepare_firmware_files(spec, machine.firmware, machine.image, machine.mok)
+        prepare_firmware_files(spec, machine.firmware, machine.image, machine.mok, varstore)
         command = build_qemu_command(spec)
         (run.path / "qemu.cmdline").write_text(shlex.join(command) + "\n")
         started = time.monotonic()

@@ -37,6 +37,8 @@ from harness.core.cache import cache_dir
 from harness.core.cached_build import prune
 from harness.core.progress import Progress
 from harness.firmware import Firmware
+from harness.firmware.ovmf import find_ovmf
+from harness.firmware.varstore import prepared_varstore
 from harness.images.build import BuiltImage
 from harness.qemu.qmp import QmpError
 from harness.ssh.errors import SshError
@@ -65,6 +67,7 @@ from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
 STATE_FORMAT = 1
 STATE_FILE = "state"
 DISK_FILE = "disk.qcow2"
+VARSTORE_FILE = "vars.fd"  # a UEFI guest's variable store belongs to its state
 META_FILE = "meta.json"
 SAVE_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 10.0
@@ -87,6 +90,11 @@ class SavedState:
     @property
     def disk(self) -> Path:
         return self.path / DISK_FILE
+
+    @property
+    def varstore(self) -> Path | None:
+        path = self.path / VARSTORE_FILE
+        return path if path.is_file() else None
 
     @property
     def key_path(self) -> Path:
@@ -112,9 +120,23 @@ def state_key(machine: GuestMachine) -> str:
         info = os.stat(binary)
         identity = f"{os.path.realpath(binary)}:{info.st_size}:{info.st_mtime_ns}"
     digest = hashlib.sha256()
-    for part in (str(STATE_FORMAT), identity, *argv):
+    for part in (str(STATE_FORMAT), identity, *argv, *firmware_identity(machine)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:20]
+
+
+def firmware_identity(machine: GuestMachine) -> list[str]:
+    """What a UEFI guest's state also depends on beyond the command line: the OVMF build and
+    the keys enrolled (a new MOK certificate must not restore a guest without it)."""
+    if not machine.firmware.uses_ovmf:
+        return []
+    ovmf = find_ovmf(machine.firmware)
+    varstore = prepared_varstore(machine.firmware, ovmf, machine.mok)
+    return [_file_digest(ovmf.code), _file_digest(varstore)]
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def state_path(machine: GuestMachine) -> Path:
@@ -180,6 +202,8 @@ def save_state(vm: Vm, progress: Progress = lambda _line: None) -> SavedState:
         vm.qmp.save_state(scratch / STATE_FILE, timeout=timeout)
         # Migration completion flushed the disk and QEMU released it until `cont`.
         shutil.copyfile(vm.spec.disk, scratch / DISK_FILE)
+        if vm.spec.firmware is not None:
+            shutil.copyfile(vm.spec.firmware.varstore, scratch / VARSTORE_FILE)
         shutil.copy2(vm.key.private_path, scratch / RUN_KEY_NAME)
         shutil.copy2(vm.key.public_path, scratch / f"{RUN_KEY_NAME}.pub")
         meta = {
@@ -227,7 +251,7 @@ def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
         saved_key = load_run_key(saved.key_path)
         overlay = create_overlay(saved.disk, run.path, base_format="qcow2")
         incoming = incoming_from_file(saved.state_file)
-        launched = launch(machine, run, overlay, saved_key, incoming, progress)
+        launched = launch(machine, run, overlay, saved_key, incoming, progress, saved.varstore)
         try:
             launched.qmp.wait_incoming(LOAD_TIMEOUT_S * machine.accelerator.timeout_scale)
             if launched.qmp.status() != "running":

@@ -43,11 +43,17 @@ def firmware_drives(
 
 
 def prepare_firmware_files(
-    spec: VmSpec, firmware: Firmware, image: BuiltImage, mok: Sequence[Path]
+    spec: VmSpec,
+    firmware: Firmware,
+    image: BuiltImage,
+    mok: Sequence[Path],
+    varstore: Path | None = None,
 ) -> None:
-    """Write the files `spec.firmware` names: the variable store, and the ESP with grub.cfg."""
+    """Write the files `spec.firmware` names: the variable store (`varstore`, a saved state's,
+    else a fresh copy of the prepared one), and the ESP with grub.cfg."""
     drives = spec.firmware
     if drives is None:
         return
-    copy_for_vm(prepared_varstore(firmware, find_ovmf(firmware), mok), drives.varstore)
+    source = varstore or prepared_varstore(firmware, find_ovmf(firmware), mok)
+    copy_for_vm(source, drives.varstore)
     with_grub_config(image_esp(image), kernel_command_line(spec), drives.esp)
