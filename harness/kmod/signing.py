@@ -54,11 +54,8 @@ def signing_identity(key: Path | None = None, certificate: Path | None = None) -
                 raise SigningError(f"{path} not found")
         return SigningIdentity(key.resolve(), _der_certificate(certificate.resolve()))
     directory = cache_dir("signing")
-    identity = SigningIdentity(directory / KEY_NAME, directory / CERT_NAME)
     with entry_lock(directory / "identity"):
-        if not identity.certificate.is_file():
-            _generate(identity)
-    return identity
+        return new_identity(directory)
 
 
 def _der_certificate(path: Path) -> Path:
@@ -75,9 +72,17 @@ def _der_certificate(path: Path) -> Path:
     return der
 
 
-def _generate(identity: SigningIdentity) -> None:
+def new_identity(directory: Path, common_name: str = COMMON_NAME) -> SigningIdentity:
+    """The identity in `directory`, made there first if it is not (or not complete)."""
+    identity = SigningIdentity(directory / KEY_NAME, directory / CERT_NAME)
+    if not identity.certificate.is_file():
+        _generate(identity, common_name)
+    return identity
+
+
+def _generate(identity: SigningIdentity, common_name: str) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
