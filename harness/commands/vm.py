@@ -115,7 +115,7 @@ def _start(args: argparse.Namespace) -> Vm:
     from harness.images.recipe import RecipeError
     from harness.kernel.choice import KernelChoiceError, parse_kernels
     from harness.kernel.prepare import KERNEL_ERRORS
-    from harness.kmod.signing import SigningError
+    from harness.kmod.signing import SigningError, signing_identity
     from harness.plugin.pool import VmPool
     from harness.qemu.qmp import QmpError
     from harness.ssh.errors import SshError
@@ -126,11 +126,14 @@ def _start(args: argparse.Namespace) -> Vm:
         choices = parse_kernels(args.kernel)
         if len(choices) != 1:
             raise UsageError("--kernel: give one kernel here")
+        firmware = Firmware(args.firmware)
+        mok = (signing_identity().certificate,) if firmware.secure_boot else ()
         pool = VmPool(
             fresh=args.fresh,
             memory_mib=args.memory,
             progress=_progress,
-            firmware=Firmware(args.firmware),
+            firmware=firmware,
+            mok=mok,
         )
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,

@@ -78,6 +78,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(auto, the default), only restored, or always cold-booted",
     )
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
+    group.addoption(
+        "--firmware",
+        choices=("direct", "uefi", "secureboot"),
+        default="direct",
+        help="how guests boot: direct (QEMU loads the kernel), uefi (OVMF, Debian's shim and "
+        "GRUB, the image's signed kernel), secureboot (the same with Secure Boot: modules "
+        "are signed and the signing certificate enrolled in shim's MokList)",
+    )
+    group.addoption(
+        "--signing-key",
+        default=None,
+        metavar="PEM",
+        help="with --firmware secureboot: sign the module with this key (and --signing-cert) "
+        "instead of the harness's own",
+    )
+    group.addoption(
+        "--signing-cert",
+        default=None,
+        metavar="CERT",
+        help="the certificate of --signing-key (PEM or DER), enrolled in shim's MokList",
+    )
     guest_items.add_options(parser)
     group.addoption(
         "--verdicts",

@@ -77,6 +77,13 @@ class GuestVm(Closing):
     def scaled(self, seconds: float) -> float:
         return seconds * self.vm.accelerator.timeout_scale
 
+    def require_lockdown(self) -> None:
+        """The guest's kernel is locked down (as Secure Boot makes it), or RuntimeError."""
+        state = self.vm.run("cat /sys/kernel/security/lockdown").strip()
+        if "[none]" in state or "[" not in state:
+            raise RuntimeError(f"Secure Boot, but the kernel is not locked down: {state!r}")
+        self.progress(f"{self.vm.machine.kernel_release}: locked down ({state})")
+
     def load_module(self, module: VendorModule) -> None:
         """insmod `module` (its dependencies modprobed first) unless this VM has it."""
         if self.module is not None:

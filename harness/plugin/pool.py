@@ -31,10 +31,12 @@ class VmPool:
         memory_mib: int = 1024,
         progress: Progress | None = None,
         firmware: Firmware = Firmware.DIRECT,
+        mok: tuple[Path, ...] = (),
     ) -> None:
         self.fresh_mode: Fresh = fresh
         self.memory_mib = memory_mib
         self.firmware = firmware
+        self.mok = mok  # certificates for shim's MokList (Secure Boot)
         self.progress: Progress = progress or (lambda _line: None)
         self._shared: dict[KernelChoice, Vm] = {}
         self._images: dict[str, BuiltImage] = {}
@@ -84,16 +86,6 @@ class VmPool:
             firmware=self.firmware,
             mok=self.mok,
         )
-
-    @property
-    def mok(self) -> tuple[Path, ...]:
-        """Under Secure Boot, the certificate our module signing key signs with, for shim's
-        MokList: modules signed with it load."""
-        if not self.firmware.secure_boot:
-            return ()
-        from harness.kmod.signing import signing_identity
-
-        return (signing_identity().certificate,)
 
     def shared(self, choice: KernelChoice) -> Vm:
         """This process's VM of `choice`, started on first use and replaced if it died."""
