@@ -9,11 +9,12 @@ from pathlib import Path
 
 from harness.debian.packages import unpacked_package
 from harness.firmware.errors import FirmwareError
+from harness.images.recipe import EspSpec
 
-# (package, file inside it)
-SHIM = ("shim-signed", "usr/lib/shim/shimx64.efi.signed")
-MOK_MANAGER = ("shim-helpers-amd64-signed", "usr/lib/shim/mmx64.efi.signed")
-GRUB = ("grub-efi-amd64-signed", "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed")
+# Where Debian's packages keep each loader (x86-64).
+SHIM_FILE = "usr/lib/shim/shimx64.efi.signed"
+MOK_MANAGER_FILE = "usr/lib/shim/mmx64.efi.signed"
+GRUB_FILE = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,10 @@ def _file(package: str, inner: str, suite: str) -> Path:
     return path
 
 
-def debian_boot_loaders(suite: str) -> BootLoaders:
+def debian_boot_loaders(suite: str, packages: EspSpec) -> BootLoaders:
+    """The loaders of a recipe's [esp] (`packages`), from `suite`."""
     return BootLoaders(
-        shim=_file(*SHIM, suite),
-        mok_manager=_file(*MOK_MANAGER, suite),
-        grub=_file(*GRUB, suite),
+        shim=_file(packages.shim, SHIM_FILE, suite),
+        mok_manager=_file(packages.mok_manager, MOK_MANAGER_FILE, suite),
+        grub=_file(packages.grub, GRUB_FILE, suite),
     )

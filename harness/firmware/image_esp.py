@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""An image's EFI system partition: Debian's signed shim and GRUB of the image's suite, the
-image's own signed kernel (/boot/vmlinuz-<release>, read out of its root disk with debugfs),
-and the image's initrd. Cached per image and boot-loader versions."""
+"""An image's EFI system partition: the signed shim and GRUB its recipe's [esp] names, from the
+image's suite; the image's own signed kernel (/boot/vmlinuz-<release>, read out of its root
+disk with debugfs) and its initrd. Cached per image and boot-loader versions."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from harness.core.records import RecordError, read_record, write_record
 from harness.firmware.boot_files import debian_boot_loaders
 from harness.firmware.errors import FirmwareError
 from harness.firmware.esp import EspFiles, build_esp
-from harness.images.build import BuiltImage
+from harness.images.build import BuiltImage, resolve_recipe
 
 ESP_FILE = "esp.img"
 RECORD_FILE = "record.json"
@@ -60,7 +60,8 @@ def extract_kernel(image: BuiltImage, out: Path) -> Path:
 
 def image_esp(image: BuiltImage) -> Path:
     """The image's ESP, without grub.cfg (each VM writes its own: esp.with_grub_config)."""
-    loaders = debian_boot_loaders(image.manifest.suite)
+    recipe = resolve_recipe(image.manifest.name)
+    loaders = debian_boot_loaders(image.manifest.suite, recipe.esp)
     record = EspRecord(
         image_key=image.manifest.key,
         shim_sha256=_sha256(loaders.shim),
