@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli_errors import UsageError
+from harness.cli_errors import UsageError, UserError
 
 EXPECT_ENV = "HARNESS_EXPECT"
 
@@ -20,7 +20,34 @@ def check_options(args: argparse.Namespace) -> None:
     _check_target(args)
     _check_driver(args)
     _check_device(args)
+    _check_firmware(args)
     expected_capabilities(args.expect)
+
+
+def _check_firmware(args: argparse.Namespace) -> None:
+    """--firmware's needs, before anything is built: OVMF installed, a Debian kernel (shim and
+    GRUB boot only signed ones), a signing key with its certificate."""
+    from harness.firmware import Firmware, FirmwareError
+    from harness.firmware.ovmf import find_ovmf
+
+    firmware = Firmware(args.firmware)
+    if (args.signing_key is None) != (args.signing_cert is None):
+        raise UsageError("--signing-key and --signing-cert go together")
+    if args.signing_key is not None and not firmware.secure_boot:
+        raise UsageError("--signing-key signs modules for --firmware secureboot")
+    if not firmware.uses_ovmf:
+        return
+    if args.target != "vm":
+        raise UsageError("--firmware is how VMs boot: not with --target local")
+    if args.kernel_tree is not None or "debug" in (args.kernel or "").split(","):
+        raise UsageError(
+            f"--firmware {firmware} boots the images' signed Debian kernels through shim and "
+            "GRUB: a kernel built from source (--kernel debug, --kernel-tree) boots direct"
+        )
+    try:
+        find_ovmf(firmware)
+    except FirmwareError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _check_target(args: argparse.Namespace) -> None:

@@ -203,3 +203,29 @@ def test_pytest_options_before_the_separator_say_where_they_go(
     assert (
         "pytest's options go after --, e.g. vfio-harness run -- -k dma" in capsys.readouterr().err
     )
+
+
+def test_secure_boot_reaches_pytest_with_the_signing_identity(tmp_path: Path) -> None:
+    key, cert = tmp_path / "k.pem", tmp_path / "c.der"
+    argv = ["--firmware", "secureboot", "--signing-key", str(key), "--signing-cert", str(cert)]
+    assert command(*argv)[-3:] == [
+        "--firmware=secureboot",
+        f"--signing-key={key}",
+        f"--signing-cert={cert}",
+    ]
+    assert not any(a.startswith("--firmware") for a in command()), "direct is the default"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--signing-key", "k.pem"], "--signing-key and --signing-cert go together"),
+        (["--signing-key", "k", "--signing-cert", "c"], "signs modules for --firmware secureboot"),
+        (["--firmware", "uefi", "--kernel", "bookworm,debug"], "boots direct"),
+        (["--firmware", "secureboot", "--target", "local"], "not with --target local"),
+    ],
+)
+def test_firmware_options_that_cannot_work_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str
+) -> None:
+    assert says in run_error(capsys, tmp_path, *argv)
