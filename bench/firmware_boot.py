@@ -15,13 +15,13 @@ import statistics
 
 from harness.firmware import Firmware
 from harness.images.build import BuiltImage, build_image
-from harness.kmod.signing import signing_identity
+from harness.kmod.signing import mok_for
 from harness.vm.accel import Accelerator, choose_accelerator
 from harness.vm.saved_state import Fresh, start_vm
 
 
 def one(image: BuiltImage, accel: Accelerator, firmware: Firmware, fresh: Fresh) -> float:
-    mok = (signing_identity().certificate,) if firmware.secure_boot else ()
+    mok = mok_for(firmware)
     with start_vm(image, accelerator=accel, fresh=fresh, firmware=firmware, mok=mok) as vm:
         if fresh != "auto":
             assert vm.times.how == ("boot" if fresh == "boot" else "restore")

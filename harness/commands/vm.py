@@ -13,7 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from harness.cli_errors import UsageError, UserError
-from harness.firmware import Firmware, FirmwareError
+from harness.firmware import FIRMWARE_HELP, Firmware, FirmwareError
 
 if TYPE_CHECKING:
     from harness.vm.machine import Vm
@@ -82,9 +82,14 @@ def _vm_options(parser: argparse.ArgumentParser) -> None:
         "--firmware",
         choices=[str(f) for f in Firmware],
         default=str(Firmware.DIRECT),
-        help="direct: QEMU loads the kernel (fastest); uefi: OVMF boots the image's signed "
-        "kernel through Debian's shim and GRUB; secureboot: the same with Secure Boot on "
-        "(default: direct)",
+        help=FIRMWARE_HELP,
+    )
+    parser.add_argument(
+        "--signing-cert",
+        type=Path,
+        metavar="CERT",
+        help="with --firmware secureboot: enroll this certificate (PEM or DER) in shim's "
+        "MokList instead of the harness's own",
     )
 
 
@@ -111,11 +116,12 @@ def _images_build(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Vm:
     """The VM `--kernel` asks for; every way that can fail is a one-line user error."""
     from harness.debian import AptError, MirrorNotFoundError
+    from harness.debian.packages import PackageUnpackError
     from harness.images.build import ImageBuildError
     from harness.images.recipe import RecipeError
     from harness.kernel.choice import KernelChoiceError, parse_kernels
     from harness.kernel.prepare import KERNEL_ERRORS
-    from harness.kmod.signing import SigningError, signing_identity
+    from harness.kmod.signing import SigningError, mok_for, signing_identity
     from harness.plugin.pool import VmPool
     from harness.qemu.qmp import QmpError
     from harness.ssh.errors import SshError
@@ -127,7 +133,8 @@ def _start(args: argparse.Namespace) -> Vm:
         if len(choices) != 1:
             raise UsageError("--kernel: give one kernel here")
         firmware = Firmware(args.firmware)
-        mok = (signing_identity().certificate,) if firmware.secure_boot else ()
+        cert = args.signing_cert.expanduser() if args.signing_cert else None
+        mok = mok_for(firmware, signing_identity(None, cert) if cert else None)
         pool = VmPool(
             fresh=args.fresh,
             memory_mib=args.memory,
@@ -137,8 +144,8 @@ def _start(args: argparse.Namespace) -> Vm:
         )
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
-            BootError, QmpError, SavedStateError, SshError, FirmwareError,
-            SigningError) as exc:  # fmt: skip
+            BootError, QmpError, SavedStateError, SshError, FirmwareError, SigningError,
+            PackageUnpackError) as exc:  # fmt: skip
         raise UserError(str(exc)) from None
     except KERNEL_ERRORS as exc:  # a kernel recipe that does not build, a kernel that won't do
         raise UserError(str(exc)) from None

@@ -38,6 +38,15 @@ def input_key(inputs: Any, length: int = 16) -> str:
     return hashlib.sha256(encoded).hexdigest()[:length]
 
 
+def file_sha256(path: Path) -> str:
+    """A file's content as an input of a key."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def remove_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 

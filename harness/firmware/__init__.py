@@ -5,6 +5,6 @@ partition through which an image's own signed kernel boots: Debian's signed shim
 """
 
 from harness.firmware.errors import FirmwareError
-from harness.firmware.modes import Firmware
+from harness.firmware.modes import FIRMWARE_HELP, Firmware
 
-__all__ = ["Firmware", "FirmwareError"]
+__all__ = ["FIRMWARE_HELP", "Firmware", "FirmwareError"]

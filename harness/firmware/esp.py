@@ -5,7 +5,8 @@ OVMF finds a FAT filesystem on a whole disk (no partition table needed) and boot
 removable-media path, EFI/BOOT/BOOTX64.EFI: Debian's signed shim, which loads grubx64.efi from
 the same directory; Debian's signed GRUB then reads grub.cfg there ($cmdpath), which boots the
 kernel and initrd at the top of the ESP. Under Secure Boot shim checks GRUB, and GRUB (through
-shim) the kernel; the initrd is not checked.
+shim) the kernel; neither grub.cfg (so the kernel command line) nor the initrd (the harness's
+own, not Debian's) is checked.
 
 An image's ESP is built once without grub.cfg; each VM gets a copy with a grub.cfg holding its
 own kernel command line (`with_grub_config`).
@@ -14,6 +15,7 @@ own kernel command line (`with_grub_config`).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -30,6 +32,7 @@ KERNEL = "::/vmlinuz"
 INITRD = "::/initrd.img"
 SLACK_MIB = 8
 MIN_MIB = 32
+_GRUB_SAFE = re.compile(r"^[A-Za-z0-9_.,:=+/@ -]*$")
 TOOLS_HINT = "install dosfstools and mtools: vfio-harness setup --profile firmware"
 
 
@@ -58,8 +61,10 @@ def size_mib(files: EspFiles) -> int:
 
 
 def grub_config(kernel_command_line: str) -> str:
-    if any(c in kernel_command_line for c in "\n\"'$;{}"):
-        raise ValueError(f"kernel command line not safe in grub.cfg: {kernel_command_line!r}")
+    """GRUB's menu: the ESP's kernel and initrd, with `kernel_command_line` (only characters
+    GRUB's lexer takes literally)."""
+    if not _GRUB_SAFE.match(kernel_command_line):
+        raise FirmwareError(f"kernel command line not safe in grub.cfg: {kernel_command_line!r}")
     return (
         "set timeout=0\n"
         "set default=0\n"

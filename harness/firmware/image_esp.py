@@ -1,18 +1,16 @@
 # SPDX-License-Identifier: MIT
 """An image's EFI system partition: the signed shim and GRUB its recipe's [esp] names, from the
 image's suite; the image's own signed kernel (/boot/vmlinuz-<release>, read out of its root
-disk with debugfs) and its initrd. Cached per image and boot-loader versions."""
+disk with debugfs) and its initrd. Cached per image."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import cached_build, input_key
+from harness.core.cached_build import cached_build, file_sha256
 from harness.core.records import RecordError, read_record, write_record
 from harness.firmware.boot_files import debian_boot_loaders
 from harness.firmware.errors import FirmwareError
@@ -35,10 +33,6 @@ class EspRecord:
     format: int = RECORD_FORMAT
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def extract_kernel(image: BuiltImage, out: Path) -> Path:
     """The image's signed vmlinuz, copied out of its ext4 root disk."""
     inner = f"/boot/vmlinuz-{image.kernel_release}"
@@ -50,7 +44,7 @@ def extract_kernel(image: BuiltImage, out: Path) -> Path:
             check=False,
         )
     except FileNotFoundError:
-        raise FirmwareError("debugfs not found: vfio-harness setup --profile vm") from None
+        raise FirmwareError("debugfs not found: vfio-harness setup --profile firmware") from None
     if result.returncode != 0 or not out.is_file() or out.stat().st_size == 0:
         raise FirmwareError(
             f"{image.manifest.name}: no {inner} in its root disk ({result.stderr.strip()[-200:]})"
@@ -59,23 +53,32 @@ def extract_kernel(image: BuiltImage, out: Path) -> Path:
 
 
 def image_esp(image: BuiltImage) -> Path:
-    """The image's ESP, without grub.cfg (each VM writes its own: esp.with_grub_config)."""
-    recipe = resolve_recipe(image.manifest.name)
-    loaders = debian_boot_loaders(image.manifest.suite, recipe.esp)
-    record = EspRecord(
-        image_key=image.manifest.key,
-        shim_sha256=_sha256(loaders.shim),
-        grub_sha256=_sha256(loaders.grub),
-        mok_manager_sha256=_sha256(loaders.mok_manager),
-    )
-    key = input_key(dataclasses.asdict(record))
-    entry = cache_dir("firmware", "esp") / f"{image.manifest.name}-{key}"
+    """The image's ESP, without grub.cfg (each VM writes its own: esp.with_grub_config).
+
+    Keyed by the image alone: the loaders are fetched once, when it is first built, and stay
+    with the image (a newer shim's SBAT could otherwise revoke the image's own GRUB, and a
+    restore would need the archive)."""
+    entry = cache_dir("firmware", "esp") / image.manifest.key
 
     def build(scratch: Path) -> Path:
+        recipe = resolve_recipe(image.manifest.name)
+        loaders = debian_boot_loaders(image.manifest.suite, recipe.esp)
         kernel = extract_kernel(image, scratch / "vmlinuz")
-        files = EspFiles(loaders.shim, loaders.grub, loaders.mok_manager, kernel, image.initrd)
+        files = EspFiles(
+            shim=loaders.shim,
+            grub=loaders.grub,
+            mok_manager=loaders.mok_manager,
+            kernel=kernel,
+            initrd=image.initrd,
+        )
         build_esp(files, scratch / ESP_FILE)
         kernel.unlink()
+        record = EspRecord(
+            image_key=image.manifest.key,
+            shim_sha256=file_sha256(loaders.shim),
+            grub_sha256=file_sha256(loaders.grub),
+            mok_manager_sha256=file_sha256(loaders.mok_manager),
+        )
         write_record(record, scratch / RECORD_FILE)
         return entry / ESP_FILE
 

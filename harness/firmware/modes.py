@@ -19,3 +19,19 @@ class Firmware(enum.StrEnum):
     @property
     def secure_boot(self) -> bool:
         return self is Firmware.SECUREBOOT
+
+
+FIRMWARE_HELP = (
+    "how guests boot: direct (QEMU loads the kernel; the default and fastest), uefi (OVMF, "
+    "Debian's signed shim and GRUB, the image's signed kernel), secureboot (the same with "
+    "Secure Boot: the kernel is locked down and loads only modules signed with a key in shim's "
+    "MokList)"
+)
+
+
+def firmware_needs_debian_kernels(firmware: Firmware) -> str:
+    return (
+        f"--firmware {firmware} boots the images' own signed Debian kernels through shim and "
+        "GRUB: a kernel of your own (--kernel debug, --kernel-tree, a path) boots with "
+        "--firmware direct"
+    )

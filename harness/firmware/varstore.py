@@ -16,7 +16,6 @@ entries, for one) while it runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import cached_build, input_key
+from harness.core.cached_build import cached_build, file_sha256, input_key
 from harness.core.records import RecordError, read_record, write_record
 from harness.firmware.errors import FirmwareError
 from harness.firmware.modes import Firmware
@@ -46,10 +45,6 @@ class VarstoreRecord:
     mok_sha256: tuple[str, ...]
     virt_firmware: str
     format: int = RECORD_FORMAT
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def virt_firmware_version() -> str:
@@ -86,8 +81,8 @@ def prepared_varstore(firmware: Firmware, ovmf: Ovmf, mok: Sequence[Path] = ()) 
     to boot on directly."""
     record = VarstoreRecord(
         firmware=str(firmware),
-        template_sha256=_sha256(ovmf.vars_template),
-        mok_sha256=tuple(_sha256(cert) for cert in mok),
+        template_sha256=file_sha256(ovmf.vars_template),
+        mok_sha256=tuple(file_sha256(cert) for cert in mok),
         virt_firmware=virt_firmware_version(),
     )
     key = input_key(dataclasses.asdict(record))

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.firmware import FIRMWARE_HELP, Firmware
 from harness.kernel.choice import (
     DEFAULT_KERNELS,
     KernelChoice,
@@ -79,12 +80,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
     group.addoption(
-        "--firmware",
-        choices=("direct", "uefi", "secureboot"),
-        default="direct",
-        help="how guests boot: direct (QEMU loads the kernel), uefi (OVMF, Debian's shim and "
-        "GRUB, the image's signed kernel), secureboot (the same with Secure Boot: modules "
-        "are signed and the signing certificate enrolled in shim's MokList)",
+        "--firmware", choices=[str(f) for f in Firmware], default="direct", help=FIRMWARE_HELP
     )
     group.addoption(
         "--signing-key",
@@ -97,7 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--signing-cert",
         default=None,
         metavar="CERT",
-        help="the certificate of --signing-key (PEM or DER), enrolled in shim's MokList",
+        help="the certificate (PEM or DER) enrolled in shim's MokList: --signing-key's, or "
+        "alone for a module you signed yourself",
     )
     guest_items.add_options(parser)
     group.addoption(

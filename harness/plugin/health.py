@@ -32,7 +32,8 @@ MAX_EXCERPT_LINES = 60
 # kmemleak reports after its periodic scan, in one line; the leaks are in its debugfs file.
 _KMEMLEAK = re.compile(r"^kmemleak: \d+ new suspected memory leaks?")
 # What a locked-down kernel (Secure Boot) refused the suite: the test did something lockdown
-# forbids, which a Secure Boot host would refuse too.
+# forbids, which a Secure Boot host would refuse too. The kernel rate-limits these lines
+# (pr_notice_ratelimited): a burst in one test can hide a later test's.
 _LOCKDOWN = re.compile(r"^Lockdown: \S+: .+ is restricted")
 # After these the kernel cannot be trusted for the next test (see SuiteRun: the VM is replaced).
 FATAL_KINDS = frozenset({"bug", "oops", "panic"})
@@ -50,7 +51,7 @@ WHEN_MODULE_SCAN = "found by the kmemleak scan after this test's module"
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # a SplatKind value, "kmemleak" or "taint"
+    kind: str  # a SplatKind value, "kmemleak", "lockdown" or "taint"
     headline: str
     fingerprint: str
     lines: tuple[str, ...]

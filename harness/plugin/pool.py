@@ -76,6 +76,11 @@ class VmPool:
             raise RuntimeError("the VM pool is closed")
         from harness.vm.saved_state import start_vm
 
+        if self.firmware.uses_ovmf and choice.own_kernel:  # before building it, for nothing
+            from harness.firmware import FirmwareError
+            from harness.firmware.modes import firmware_needs_debian_kernels
+
+            raise FirmwareError(firmware_needs_debian_kernels(self.firmware))
         return start_vm(
             self.image(choice.recipe),
             kernel=self.kernel(choice),

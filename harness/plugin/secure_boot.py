@@ -6,15 +6,19 @@ variable store enrolls in shim's MokList."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from harness.core.cache import cache_dir
 from harness.firmware import Firmware
 from harness.images.build import BuiltImage
-from harness.kmod.signing import SigningError, SigningIdentity, sign_module, signing_identity
+from harness.kmod.signing import (
+    SigningError,
+    SigningIdentity,
+    module_for_secure_boot,
+    mok_for,
+    signing_identity,
+)
 
 
 def firmware_of(config: pytest.Config) -> Firmware:
@@ -35,19 +39,11 @@ def identity_of(config: pytest.Config) -> SigningIdentity | None:
 
 
 def mok_of(config: pytest.Config) -> tuple[Path, ...]:
-    identity = identity_of(config)
-    return () if identity is None else (identity.certificate,)
+    return mok_for(firmware_of(config), identity_of(config))
 
 
 def signed_module(module: Path, image: BuiltImage, identity: SigningIdentity) -> Path:
-    """`module` signed for `image`'s kernel, kept in the cache by its content and identity."""
+    """`module` as `image`'s kernel under Secure Boot loads it."""
     from harness.kmod.build_env import build_env_for
 
-    digest = hashlib.sha256(module.read_bytes())
-    digest.update(identity.certificate.read_bytes())
-    out = cache_dir("signing", "modules") / f"{digest.hexdigest()[:16]}-{module.name}"
-    if not out.is_file():
-        scratch = out.with_name(f".{out.name}.tmp")
-        sign_module(module, identity, build_env_for(image), scratch)
-        scratch.replace(out)
-    return out
+    return module_for_secure_boot(module, identity, lambda: build_env_for(image))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import shlex
 import shutil
@@ -115,6 +116,9 @@ class GuestMachine:
             label += f"+{self.kernel.label}"
         if self.firmware.uses_ovmf:
             label += f"+{self.firmware}"
+        if self.mok:  # states of different MokLists must not replace each other
+            digest = hashlib.sha256(b"".join(p.read_bytes() for p in self.mok)).hexdigest()
+            label += f"-mok{digest[:8]}"
         return label
 
     @property

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import prune
+from harness.core.cached_build import file_sha256, prune
 from harness.core.progress import Progress
 from harness.firmware import Firmware
 from harness.firmware.ovmf import find_ovmf
@@ -62,7 +62,12 @@ from harness.vm.machine import (
     wait_until_ready,
 )
 from harness.vm.overlay import create_overlay
-from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
+from harness.vm.qemu_cmdline import (
+    VmSpec,
+    build_qemu_command,
+    incoming_from_file,
+    kernel_command_line,
+)
 
 STATE_FORMAT = 1
 STATE_FILE = "state"
@@ -93,6 +98,8 @@ class SavedState:
 
     @property
     def varstore(self) -> Path | None:
+        """A UEFI guest's variable store as it was when saved (QEMU also carries the pflash
+        contents in the state itself, and writes them back on load)."""
         path = self.path / VARSTORE_FILE
         return path if path.is_file() else None
 
@@ -120,23 +127,26 @@ def state_key(machine: GuestMachine) -> str:
         info = os.stat(binary)
         identity = f"{os.path.realpath(binary)}:{info.st_size}:{info.st_mtime_ns}"
     digest = hashlib.sha256()
-    for part in (str(STATE_FORMAT), identity, *argv, *firmware_identity(machine)):
+    for part in (str(STATE_FORMAT), identity, *argv, *firmware_identity(machine, spec)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:20]
 
 
-def firmware_identity(machine: GuestMachine) -> list[str]:
-    """What a UEFI guest's state also depends on beyond the command line: the OVMF build and
-    the keys enrolled (a new MOK certificate must not restore a guest without it)."""
+def firmware_identity(machine: GuestMachine, spec: VmSpec) -> list[str]:
+    """What a UEFI guest's state depends on that its QEMU command line no longer names (no
+    -kernel, -initrd or -append): the image (its ESP is built from it), the kernel command
+    line GRUB passed, the OVMF build, and the keys enrolled (a new MOK certificate must not
+    restore a guest without it)."""
     if not machine.firmware.uses_ovmf:
         return []
     ovmf = find_ovmf(machine.firmware)
     varstore = prepared_varstore(machine.firmware, ovmf, machine.mok)
-    return [_file_digest(ovmf.code), _file_digest(varstore)]
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return [
+        str(machine.image.directory),
+        kernel_command_line(spec),
+        file_sha256(ovmf.code),
+        file_sha256(varstore),
+    ]
 
 
 def state_path(machine: GuestMachine) -> Path:
@@ -251,6 +261,8 @@ def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
         saved_key = load_run_key(saved.key_path)
         overlay = create_overlay(saved.disk, run.path, base_format="qcow2")
         incoming = incoming_from_file(saved.state_file)
+        if machine.firmware.uses_ovmf and saved.varstore is None:
+            raise SavedStateError(f"{saved.path} has no variable store for a UEFI guest")
         launched = launch(machine, run, overlay, saved_key, incoming, progress, saved.varstore)
         try:
             launched.qmp.wait_incoming(LOAD_TIMEOUT_S * machine.accelerator.timeout_scale)

@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.firmware import Firmware, FirmwareError
 from harness.firmware.esp import with_grub_config
 from harness.firmware.image_esp import image_esp
+from harness.firmware.modes import firmware_needs_debian_kernels
 from harness.firmware.ovmf import find_ovmf
 from harness.firmware.varstore import copy_for_vm, prepared_varstore
 from harness.images.build import BuiltImage
@@ -20,10 +21,6 @@ VARSTORE_NAME = "vars.fd"
 ESP_NAME = "esp.img"
 # What OVMF, shim and GRUB add to a boot, calibrated for KVM like BOOT_TIMEOUT_S.
 FIRMWARE_BOOT_S = 30.0
-CUSTOM_KERNEL = (
-    "--firmware {firmware} boots the image's own signed Debian kernel through shim and GRUB; "
-    "a kernel of your own (--kernel debug, --kernel-tree, a path) boots with --firmware direct"
-)
 
 
 def firmware_drives(
@@ -32,7 +29,7 @@ def firmware_drives(
     if not firmware.uses_ovmf:
         return None
     if custom_kernel:
-        raise FirmwareError(CUSTOM_KERNEL.format(firmware=firmware))
+        raise FirmwareError(firmware_needs_debian_kernels(firmware))
     ovmf = find_ovmf(firmware)
     return FirmwareDrives(
         code=ovmf.code,

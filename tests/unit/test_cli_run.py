@@ -219,9 +219,10 @@ def test_secure_boot_reaches_pytest_with_the_signing_identity(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
-        (["--signing-key", "k.pem"], "--signing-key and --signing-cert go together"),
-        (["--signing-key", "k", "--signing-cert", "c"], "signs modules for --firmware secureboot"),
-        (["--firmware", "uefi", "--kernel", "bookworm,debug"], "boots direct"),
+        (["--signing-key", "k.pem"], "are for --firmware secureboot"),
+        (["--firmware", "secureboot", "--signing-key", "k.pem"], "needs its certificate"),
+        (["--firmware", "secureboot", "--signing-cert", "/nonexistent.der"], "not found"),
+        (["--firmware", "uefi", "--kernel", "bookworm,debug"], "boots with --firmware direct"),
         (["--firmware", "secureboot", "--target", "local"], "not with --target local"),
     ],
 )
@@ -229,3 +230,15 @@ def test_firmware_options_that_cannot_work_are_usage_errors(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str
 ) -> None:
     assert says in run_error(capsys, tmp_path, *argv)
+
+
+def test_a_certificate_that_is_not_the_keys_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from harness.kmod.signing import identity_in
+
+    one, other = identity_in(tmp_path / "one"), identity_in(tmp_path / "other")
+    assert one.key is not None
+    argv = ["--firmware", "secureboot", "--signing-key", str(one.key)]
+    err = run_error(capsys, tmp_path, *argv, "--signing-cert", str(other.certificate))
+    assert "is not the certificate of" in err

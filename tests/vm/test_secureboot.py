@@ -17,7 +17,7 @@ import pytest
 from harness.firmware import Firmware
 from harness.kmod.build_env import build_env_for
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-from harness.kmod.signing import new_identity, sign_module, signing_identity
+from harness.kmod.signing import identity_in, sign_module, signing_identity
 from harness.refdev import contract
 from harness.vm.machine import Vm
 from harness.vm.saved_state import start_vm
@@ -57,7 +57,7 @@ def test_secure_boot_loads_only_modules_signed_with_an_enrolled_key(
         pytest.fail(str(err), pytrace=False)
     env = build_env_for(image)
     enrolled = signing_identity()
-    stranger = new_identity(tmp_path, "a key nobody enrolled")
+    stranger = identity_in(tmp_path, "a key nobody enrolled")
     signed = sign_module(module, enrolled, env, tmp_path / "signed.ko")
     unenrolled = sign_module(module, stranger, env, tmp_path / "unenrolled.ko")
 
