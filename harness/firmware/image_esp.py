@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import cached_build, file_sha256
+from harness.core.cached_build import cached_build, file_sha256, prune
 from harness.core.records import RecordError, read_record, write_record
 from harness.firmware.boot_files import debian_boot_loaders
 from harness.firmware.errors import FirmwareError
@@ -89,4 +89,16 @@ def image_esp(image: BuiltImage) -> Path:
             return None
         return path / ESP_FILE
 
-    return cached_build(entry, build, read).value
+    built = cached_build(entry, build, read)
+    prune_orphans(entry.parent, image.directory.parent, current=built.path)
+    return built.value
+
+
+def prune_orphans(esp_root: Path, images: Path, *, current: Path) -> list[Path]:
+    """Delete the ESPs of images the image cache no longer has (it keeps a few per recipe)."""
+    orphans = [
+        (0.0, esp)
+        for esp in esp_root.iterdir()
+        if not esp.name.startswith(".") and esp.is_dir() and not (images / esp.name).is_dir()
+    ]
+    return prune(orphans, 0, current=current)

@@ -24,7 +24,13 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import cached_build, file_sha256, input_key
+from harness.core.cached_build import (
+    cached_build,
+    file_sha256,
+    input_key,
+    prune_least_used,
+    used,
+)
 from harness.core.records import RecordError, read_record, write_record
 from harness.firmware.errors import FirmwareError
 from harness.firmware.modes import Firmware
@@ -35,6 +41,7 @@ RECORD_FILE = "record.json"
 RECORD_FORMAT = 1
 PLATFORM_KEY_NAME = "vfio-harness platform key"
 # The owner GUID of our MokList entries (any GUID names an owner; this one is ours).
+KEEP_VARSTORES = 8  # one per firmware mode and set of MOK certificates: a few vendors' keys
 MOK_OWNER = str(uuid.uuid5(uuid.NAMESPACE_URL, "vfio-harness/mok"))
 
 
@@ -102,7 +109,9 @@ def prepared_varstore(firmware: Firmware, ovmf: Ovmf, mok: Sequence[Path] = ()) 
             return None
         return path / VARS_FILE
 
-    return cached_build(entry, build, read).value
+    built = cached_build(entry, build, read)
+    prune_least_used(entry.parent, KEEP_VARSTORES, current=used(built.path))
+    return built.value
 
 
 def copy_for_vm(varstore: Path, destination: Path) -> Path:

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from harness.core.cache import cache_dir, entry_lock
-from harness.core.cached_build import cached_build
+from harness.core.cached_build import cached_build, prune_least_used, used
 from harness.firmware import Firmware
 from harness.kmod.build_env import BuildEnv
 from harness.kmod.builder import CHROOT_BUILD_PARENT, chroot_environment, namespaced_chroot_argv
@@ -40,6 +40,8 @@ CERT_NAME = "signing_cert.der"
 COMMON_NAME = "vfio-harness module signing key"
 VALID_DAYS = 3650
 MODULE_SIGNATURE_MAGIC = b"~Module signature appended~\n"
+# Signed copies of modules: one per kernel, module build and key; the rest are stale builds.
+KEEP_SIGNED_MODULES = 16
 
 
 class SigningError(RuntimeError):
@@ -221,4 +223,6 @@ def module_for_secure_boot(
         signed = path / module.name
         return signed if signed.is_file() else None
 
-    return cached_build(entry, build, read).value
+    built = cached_build(entry, build, read)
+    prune_least_used(entry.parent, KEEP_SIGNED_MODULES, current=used(built.path))
+    return built.value

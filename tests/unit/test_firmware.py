@@ -12,6 +12,7 @@ import pytest
 
 from harness.firmware import Firmware, FirmwareError
 from harness.firmware.esp import EspFiles, build_esp, grub_config, with_grub_config
+from harness.firmware.image_esp import prune_orphans
 from harness.firmware.ovmf import OVMF_DIR, find_ovmf
 from harness.firmware.varstore import MOK_OWNER, write_varstore
 from harness.kmod.signing import identity_in
@@ -150,3 +151,14 @@ def test_vm_run_takes_a_shell_string_or_words() -> None:
     assert guest_command(["uname -r; ls /"]) == "uname -r; ls /"
     assert guest_command(["mokutil", "--sb-state"]) == "mokutil --sb-state"
     assert guest_command(["echo", "a b", "$HOME"]) == "echo 'a b' '$HOME'"
+
+
+def test_the_esps_of_images_no_longer_cached_go(tmp_path: Path) -> None:
+    esps, images = tmp_path / "esp", tmp_path / "images"
+    for name in ("bookworm-old", "bookworm-new", "sid-new"):
+        (esps / name).mkdir(parents=True)
+    for name in ("bookworm-new", "sid-new"):
+        (images / name).mkdir(parents=True)
+    gone = prune_orphans(esps, images, current=esps / "sid-new")
+    assert [path.name for path in gone] == ["bookworm-old"]
+    assert sorted(path.name for path in esps.iterdir()) == ["bookworm-new", "sid-new"]
