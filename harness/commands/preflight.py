@@ -3,6 +3,10 @@
 kernel's VM with the driver loaded, or this host), is the type, parent or UUID asked for there
 (a usage error listing what is, otherwise), and what does its driver offer. The profile goes to
 the reports as profile.json and is printed in one paragraph.
+
+The VM boots with the run's --firmware, and under Secure Boot loads the module signed as the
+suite will: a driver Secure Boot refuses is found here, before the suite, and the state this
+VM saves is the one the suite's VMs restore.
 """
 
 from __future__ import annotations
@@ -10,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.cli_errors import UsageError, UserError
 from harness.commands.run_prepare import Prepared, progress
+
+if TYPE_CHECKING:
+    from harness.firmware import Firmware
 
 CHECK_SCRIPT = "import sys\nfrom harness.plugin.device_check import main\nsys.exit(main())\n"
 PROFILE_FILE = "profile.json"
@@ -40,16 +47,21 @@ def check_device(
 
 
 def _check_in_vm(args: argparse.Namespace, first: Prepared) -> dict[str, Any]:
+    from harness.firmware import Firmware
     from harness.plugin.guest_items import mdev_environment_of
     from harness.plugin.guest_vm import GuestVm, VendorModule
     from harness.vm.guest_python import run_guest_python
     from harness.vm.saved_state import start_vm
 
     params = (f"fault={args.module_faults}",) if args.module_faults else ()
+    firmware = Firmware(args.firmware)
     progress(f"{first.choice.id}: checking the device before the suite")
     try:
-        with start_vm(first.image, kernel=first.bundle, progress=progress) as vm:
-            GuestVm(vm, progress).load_module(VendorModule.read(first.module, params))
+        module, mok = _module_for(firmware, args, first)
+        with start_vm(
+            first.image, kernel=first.bundle, progress=progress, firmware=firmware, mok=mok
+        ) as vm:
+            GuestVm(vm, progress).load_module(VendorModule.read(module, params))
             run = run_guest_python(
                 vm, CHECK_SCRIPT, env=mdev_environment_of(args), check=False, timeout=300
             )
@@ -64,6 +76,23 @@ def _check_in_vm(args: argparse.Namespace, first: Prepared) -> dict[str, Any]:
             f"{run.stderr[-2000:]}"
         ) from None
     return result
+
+
+def _module_for(
+    firmware: Firmware, args: argparse.Namespace, first: Prepared
+) -> tuple[Path, tuple[Path, ...]]:
+    """The module as the first kernel's VM loads it, and the certificates its MokList holds."""
+    if not firmware.secure_boot:
+        return first.module, ()
+    from harness.kmod.build_env import build_env_for
+    from harness.kmod.signing import module_for_secure_boot, mok_for, signing_identity
+
+    key, cert = args.signing_key, args.signing_cert
+    identity = signing_identity(
+        key.expanduser() if key else None, cert.expanduser() if cert else None
+    )
+    signed = module_for_secure_boot(first.module, identity, lambda: build_env_for(first.image))
+    return signed, mok_for(firmware, identity)
 
 
 def describe(result: dict[str, Any], expected: list[str]) -> str:

@@ -103,6 +103,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="comma-separated capabilities the driver must offer (e.g. mmap,intx,msi,reset,"
         "migration): a test that needs a missing one fails instead of skipping",
     )
+    run.add_argument(
+        "--firmware",
+        choices=("direct", "uefi", "secureboot"),
+        default="direct",
+        help="how guests boot: direct (QEMU loads the kernel; default), uefi (OVMF, Debian's "
+        "shim and GRUB, the image's signed kernel), secureboot (the same with Secure Boot: "
+        "the module is signed, and its certificate enrolled in shim's MokList)",
+    )
+    run.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PEM",
+        help="with --firmware "
+        "secureboot: sign the module with this key instead of the harness's own",
+    )
+    run.add_argument(
+        "--signing-cert",
+        type=Path,
+        metavar="CERT",
+        help="the certificate of --signing-key (PEM or DER)",
+    )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_suite)
 
@@ -179,8 +200,19 @@ def pytest_command(
         command.append(f"--module-faults={args.module_faults}")
     if args.expect:
         command.append(f"--expect={args.expect}")
+    command += firmware_options(args)
     extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     return command + list(extra)
+
+
+def firmware_options(args: argparse.Namespace) -> list[str]:
+    """--firmware and the signing identity, for pytest."""
+    options = [f"--firmware={args.firmware}"] if args.firmware != "direct" else []
+    for option in ("signing_key", "signing_cert"):
+        value = getattr(args, option)
+        if value is not None:
+            options.append(f"--{option.replace('_', '-')}={value.expanduser().resolve()}")
+    return options
 
 
 def run_suite(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli_errors import UsageError
+from harness.firmware.modes import firmware_needs_debian_kernels
 
 EXPECT_ENV = "HARNESS_EXPECT"
 
@@ -20,7 +21,40 @@ def check_options(args: argparse.Namespace) -> None:
     _check_target(args)
     _check_driver(args)
     _check_device(args)
+    _check_firmware(args)
     expected_capabilities(args.expect)
+
+
+def _check_firmware(args: argparse.Namespace) -> None:
+    """--firmware's needs, before anything is built: OVMF installed, Debian's signed kernels
+    (shim and GRUB boot no other), a usable signing key and certificate."""
+    from harness.firmware import Firmware, FirmwareError
+    from harness.firmware.ovmf import find_ovmf
+    from harness.kernel.choice import KernelChoiceError, parse_kernels
+    from harness.kmod.signing import SigningError, check_identity
+
+    firmware = Firmware(args.firmware)
+    if (args.signing_key or args.signing_cert) and not firmware.secure_boot:
+        raise UsageError("--signing-key and --signing-cert are for --firmware secureboot")
+    if not firmware.uses_ovmf:
+        return
+    if args.target != "vm":
+        raise UsageError("--firmware is how VMs boot: not with --target local")
+    try:
+        own = [c.id for c in parse_kernels(args.kernel or "bookworm") if c.own_kernel]
+    except KernelChoiceError:
+        own = []  # said later, where --kernel is checked
+    if args.kernel_tree is not None or own:
+        raise UsageError(firmware_needs_debian_kernels(firmware))
+    try:
+        if args.signing_cert is not None:
+            key = args.signing_key.expanduser() if args.signing_key else None
+            check_identity(key, args.signing_cert.expanduser())
+        elif args.signing_key is not None:
+            raise SigningError("--signing-key needs its certificate: --signing-cert")
+        find_ovmf(firmware)
+    except (FirmwareError, SigningError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_target(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import time
@@ -12,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from harness.cli_errors import UsageError, UserError
+from harness.firmware import FIRMWARE_HELP, Firmware, FirmwareError
 
 if TYPE_CHECKING:
     from harness.vm.machine import Vm
@@ -53,7 +55,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     run = vm_actions.add_parser("run", help="start a VM, run one shell command, throw it away")
     _vm_options(run)
-    run.add_argument("command", help="shell command to run in the guest")
+    run.add_argument(
+        "command",
+        nargs="+",
+        help="shell command to run in the guest: one quoted string, or words after -- "
+        "(`vm run -- mokutil --sb-state`)",
+    )
     run.set_defaults(handler=_vm_run)
 
 
@@ -71,6 +78,19 @@ def _vm_options(parser: argparse.ArgumentParser) -> None:
         help="restore a saved booted state (made on first use: auto), or cold-boot",
     )
     parser.add_argument("--memory", type=int, default=1024, metavar="MiB")
+    parser.add_argument(
+        "--firmware",
+        choices=[str(f) for f in Firmware],
+        default=str(Firmware.DIRECT),
+        help=FIRMWARE_HELP,
+    )
+    parser.add_argument(
+        "--signing-cert",
+        type=Path,
+        metavar="CERT",
+        help="with --firmware secureboot: enroll this certificate (PEM or DER) in shim's "
+        "MokList instead of the harness's own",
+    )
 
 
 def _progress(line: str) -> None:
@@ -96,10 +116,12 @@ def _images_build(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Vm:
     """The VM `--kernel` asks for; every way that can fail is a one-line user error."""
     from harness.debian import AptError, MirrorNotFoundError
+    from harness.debian.packages import PackageUnpackError
     from harness.images.build import ImageBuildError
     from harness.images.recipe import RecipeError
     from harness.kernel.choice import KernelChoiceError, parse_kernels
     from harness.kernel.prepare import KERNEL_ERRORS
+    from harness.kmod.signing import SigningError, mok_for, signing_identity
     from harness.plugin.pool import VmPool
     from harness.qemu.qmp import QmpError
     from harness.ssh.errors import SshError
@@ -110,10 +132,20 @@ def _start(args: argparse.Namespace) -> Vm:
         choices = parse_kernels(args.kernel)
         if len(choices) != 1:
             raise UsageError("--kernel: give one kernel here")
-        pool = VmPool(fresh=args.fresh, memory_mib=args.memory, progress=_progress)
+        firmware = Firmware(args.firmware)
+        cert = args.signing_cert.expanduser() if args.signing_cert else None
+        mok = mok_for(firmware, signing_identity(None, cert) if cert else None)
+        pool = VmPool(
+            fresh=args.fresh,
+            memory_mib=args.memory,
+            progress=_progress,
+            firmware=firmware,
+            mok=mok,
+        )
         return pool.start(choices[0])
     except (KernelChoiceError, RecipeError, ImageBuildError, AptError, MirrorNotFoundError,
-            BootError, QmpError, SavedStateError, SshError) as exc:  # fmt: skip
+            BootError, QmpError, SavedStateError, SshError, FirmwareError, SigningError,
+            PackageUnpackError) as exc:  # fmt: skip
         raise UserError(str(exc)) from None
     except KERNEL_ERRORS as exc:  # a kernel recipe that does not build, a kernel that won't do
         raise UserError(str(exc)) from None
@@ -129,7 +161,9 @@ def _vm_run(args: argparse.Namespace) -> int:
     with _start(args) as vm:
         _progress(f"accelerator: {vm.accelerator.name} ({vm.accelerator.reason})")
         try:
-            result = vm.ssh.run(args.command, check=False, timeout=600, on_output=_echo)
+            result = vm.ssh.run(
+                guest_command(args.command), check=False, timeout=600, on_output=_echo
+            )
         except SshError as exc:
             raise UserError(str(exc)) from None
         return result.exit_status
@@ -187,6 +221,12 @@ def _vm_ssh(args: argparse.Namespace) -> int:
             return interactive_shell(ssh)
     except (SessionNotFoundError, SshError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
+
+
+def guest_command(words: list[str]) -> str:
+    """One word is a shell command as it is (`vm run 'uname -a; ls'`); several are quoted
+    (`vm run -- mokutil --sb-state`)."""
+    return words[0] if len(words) == 1 else shlex.join(words)
 
 
 def split_ssh_words(words: list[str]) -> tuple[str | None, list[str]]:

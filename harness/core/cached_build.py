@@ -6,6 +6,7 @@ pruned. Builders say only what their inputs and their build are.
     result = cached_build(root / key, build=make_it, read=read_record)
     result.value, result.how          # how: "cached", "built", or "another" (another worker)
     prune(newest_first, keep=2, current=result.path)
+    prune_least_used(root, keep=8, current=result.path)   # entries used() marks
 
 An entry exists only when complete: `read(entry)` gives None for a missing or incomplete entry
 (no record yet), and the build then runs under the entry's lock (harness.core.cache.entry_lock)
@@ -16,8 +17,10 @@ removed under the lock; a rebuild moves the old entry aside before the new one l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -36,6 +39,15 @@ def input_key(inputs: Any, length: int = 16) -> str:
     """A stable hash of JSON-able `inputs` (dict keys sorted), to name an entry by."""
     encoded = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:length]
+
+
+def file_sha256(path: Path) -> str:
+    """A file's content as an input of a key."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_dir(path: Path) -> None:
@@ -105,3 +117,24 @@ def prune(
         remove(path)
         path.with_name(f".{path.name}.lock").unlink(missing_ok=True)
     return doomed
+
+
+def used(entry: Path) -> Path:
+    """Marks `entry` as just used (its mtime), for prune_least_used; returns it."""
+    with contextlib.suppress(OSError):
+        os.utime(entry)
+    return entry
+
+
+def prune_least_used(
+    root: Path, keep: int, *, current: Path, remove: Callable[[Path], None] = remove_dir
+) -> list[Path]:
+    """Delete all but the `keep` most recently used entries in `root` (never `current`), for
+    caches whose entries nothing supersedes (one per input, such as a key or a module)."""
+    entries = []
+    for path in root.iterdir():
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            entries.append((path.stat().st_mtime, path))
+    return prune(entries, keep, current=current, remove=remove)

@@ -40,6 +40,14 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "debian-archive-keyring",
         "python3-venv",  # the installed-package tests make a venv of their own (ensurepip)
     ),
+    # UEFI guests (harness/firmware): OVMF, the ESP's FAT filesystem written with mtools, and
+    # debugfs to read the image's signed kernel out of its root disk.
+    "firmware": (
+        "ovmf",
+        "dosfstools",
+        "mtools",
+        "e2fsprogs",
+    ),
     # Kernels built from source (harness/kernel/build.py): kbuild's host tools, objtool's
     # libelf, sign-file's libssl, and ccache for rebuilds.
     "kernel": (

@@ -59,6 +59,17 @@ class BuildEnvSpec:
 
 
 @dataclass(frozen=True)
+class EspSpec:
+    """The signed boot loaders a UEFI guest's EFI system partition gets, as packages of the
+    image's suite (harness.firmware knows where each keeps its file). Not part of the image's
+    key: the ESP is a cache entry of its own, keyed by the loaders' contents."""
+
+    shim: str = "shim-signed"
+    mok_manager: str = "shim-helpers-amd64-signed"
+    grub: str = "grub-efi-amd64-signed"
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     suite: str
@@ -70,14 +81,16 @@ class Recipe:
     variant: str = "minbase"
     path_exclude: tuple[str, ...] = ()
     disk_headroom_mib: int = DEFAULT_HEADROOM_MIB
+    esp: EspSpec = field(default_factory=EspSpec)
     source: Path | None = field(default=None, compare=False)
 
     def content(self) -> dict[str, Any]:
-        """Every field that shapes the image, as plain data. Neither the file's path nor
-        [build_env] is one: the build chroot has its own cache key (harness/kmod)."""
+        """Every field that shapes the image, as plain data. Neither the file's path, nor
+        [build_env] (the build chroot has its own cache key: harness/kmod), nor [esp] is one."""
         data = asdict(self)
         data.pop("source")
         data.pop("build_env")
+        data.pop("esp")
         return data
 
     def cache_key(self, extra: bytes = b"") -> str:
@@ -97,6 +110,7 @@ class Recipe:
         return (self.kernel_package, *(p for p in self.packages if p != self.kernel_package))
 
 
+_ESP_FIELDS = {"shim", "mok_manager", "grub"}
 _TOP_FIELDS = {
     "name",
     "description",
@@ -108,6 +122,7 @@ _TOP_FIELDS = {
     "path_exclude",
     "disk_headroom_mib",
     "build_env",
+    "esp",
 }
 _BUILD_ENV_FIELDS = {"packages", "variant"}
 
@@ -157,6 +172,15 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
         packages=env_reader.packages("packages"),
         variant=env_reader.choice("variant", VARIANTS, default="minbase"),
     )
+    esp_reader = FieldReader(reader.table("esp", optional=True), path, "esp.")
+    esp_reader.reject_unknown(_ESP_FIELDS)
+    default_esp = EspSpec()
+    esp = EspSpec(
+        **{
+            role: esp_reader.text(role, pattern=PACKAGE_PATTERN, default=getattr(default_esp, role))
+            for role in _ESP_FIELDS
+        }
+    )
     return Recipe(
         name=name,
         description=reader.text("description", default=""),
@@ -168,6 +192,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
         path_exclude=reader.strings("path_exclude", default=()),
         disk_headroom_mib=headroom,
         build_env=build_env,
+        esp=esp,
         source=path,
     )
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.firmware import FIRMWARE_HELP, Firmware
 from harness.kernel.choice import (
     DEFAULT_KERNELS,
     KernelChoice,
@@ -78,6 +79,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(auto, the default), only restored, or always cold-booted",
     )
     group.addoption("--vm-memory", type=int, default=1024, metavar="MiB", help="guest memory")
+    group.addoption(
+        "--firmware", choices=[str(f) for f in Firmware], default="direct", help=FIRMWARE_HELP
+    )
+    group.addoption(
+        "--signing-key",
+        default=None,
+        metavar="PEM",
+        help="with --firmware secureboot: sign the module with this key (and --signing-cert) "
+        "instead of the harness's own",
+    )
+    group.addoption(
+        "--signing-cert",
+        default=None,
+        metavar="CERT",
+        help="the certificate (PEM or DER) enrolled in shim's MokList: --signing-key's, or "
+        "alone for a module you signed yourself",
+    )
     guest_items.add_options(parser)
     group.addoption(
         "--verdicts",

@@ -34,10 +34,14 @@ QEMU = "qemu-system-x86_64"
 @pytest.fixture(scope="session")
 def vm_pool(request: pytest.FixtureRequest) -> Iterator[VmPool]:
     config = request.config
+    from harness.plugin.secure_boot import firmware_of, mok_of
+
     pool = VmPool(
         fresh=config.getoption("--fresh-vm"),
         memory_mib=config.getoption("--vm-memory"),
         progress=TerminalProgress(config),
+        firmware=firmware_of(config),
+        mok=mok_of(config),
     )
     try:
         yield pool

@@ -53,6 +53,13 @@ class VendorModule:
         return cls(path, name, depends, params)
 
 
+def is_locked_down(state: str) -> bool:
+    """Whether /sys/kernel/security/lockdown's text ("none [integrity] confidentiality")
+    selects a mode other than none."""
+    selected = [word for word in state.split() if word.startswith("[") and word.endswith("]")]
+    return selected in (["[integrity]"], ["[confidentiality]"])
+
+
 @dataclass(frozen=True)
 class Death:
     """What the console said after the runner's connection ended."""
@@ -67,6 +74,7 @@ class GuestVm(Closing):
         self.vm = vm
         self.progress = progress
         self.module: VendorModule | None = None
+        self.locked_down = False
         self.runners: dict[Path, RunnerClient] = {}
         self._oops_seen_at: float | None = None
         self.liveness = Liveness(self._answers)
@@ -76,6 +84,17 @@ class GuestVm(Closing):
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.vm.accelerator.timeout_scale
+
+    def require_lockdown(self) -> None:
+        """The guest's kernel is locked down (as Secure Boot makes it), or RuntimeError;
+        asked once per VM."""
+        if self.locked_down:
+            return
+        state = self.vm.run("cat /sys/kernel/security/lockdown 2>&1 || true").strip()
+        if not is_locked_down(state):
+            raise RuntimeError(f"Secure Boot, but the kernel is not locked down: {state!r}")
+        self.progress(f"{self.vm.machine.kernel_release}: locked down ({state})")
+        self.locked_down = True
 
     def load_module(self, module: VendorModule) -> None:
         """insmod `module` (its dependencies modprobed first) unless this VM has it."""

@@ -6,11 +6,11 @@
 
 A finding is a splat from harness.vm.console (WARN, BUG, Oops, KASAN, UBSAN, lockdep, RCU
 stall, hung task, soft lockup, panic), a leak from the kmemleak scan after a test module (the
-module's last test carries it; the allocation backtrace says where), or taint bits the test
-set. Each has a fingerprint, so the same bug is recognised across runs and kernels. Taint bits
-that loading a module sets (P, O, E) are not findings: loading the vendor module sets them by
-design. A finding that is a known kernel bug (harness.plugin.known_issues) makes an otherwise
-passing test an expected failure instead.
+module's last test carries it; the allocation backtrace says where), taint bits the test set,
+or what a locked-down kernel (Secure Boot) refused it. Each has a fingerprint, so the same bug
+is recognised across runs and kernels. Taint bits that loading a module sets (P, O, E) are not
+findings: loading the vendor module sets them by design. A finding that is a known kernel bug
+(harness.plugin.known_issues) makes an otherwise passing test an expected failure instead.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ from harness.vm.console import ConsoleScanner, Splat, normalise, strip_prefix
 MAX_EXCERPT_LINES = 60
 # kmemleak reports after its periodic scan, in one line; the leaks are in its debugfs file.
 _KMEMLEAK = re.compile(r"^kmemleak: \d+ new suspected memory leaks?")
+# What a locked-down kernel (Secure Boot) refused the suite: the test did something lockdown
+# forbids, which a Secure Boot host would refuse too. The kernel rate-limits these lines
+# (pr_notice_ratelimited): a burst in one test can hide a later test's.
+_LOCKDOWN = re.compile(r"^Lockdown: \S+: .+ is restricted")
 # After these the kernel cannot be trusted for the next test (see SuiteRun: the VM is replaced).
 FATAL_KINDS = frozenset({"bug", "oops", "panic"})
 SECTION = "kernel health"
@@ -47,7 +51,7 @@ WHEN_MODULE_SCAN = "found by the kmemleak scan after this test's module"
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # a SplatKind value, "kmemleak" or "taint"
+    kind: str  # a SplatKind value, "kmemleak", "lockdown" or "taint"
     headline: str
     fingerprint: str
     lines: tuple[str, ...]
@@ -78,12 +82,10 @@ def scan_kernel_log(lines: Sequence[str], when: str = "during this test") -> lis
     for line in lines:
         scanner.feed(line)
         message = strip_prefix(line)
-        if _KMEMLEAK.match(message):
-            found.append(
-                Finding(
-                    "kmemleak", line, _fingerprint("kmemleak", normalise(message)), (line,), when
-                )
-            )
+        for kind, pattern in (("kmemleak", _KMEMLEAK), ("lockdown", _LOCKDOWN)):
+            if pattern.match(message):
+                fingerprint = _fingerprint(kind, normalise(message))
+                found.append(Finding(kind, line, fingerprint, (line,), when))
     return [from_splat(s, when) for s in scanner.verdict().splats] + found
 
 

@@ -9,9 +9,11 @@ process dies first, each VM's watchdog cleans up (harness.vm.watchdog).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.core.progress import Progress
+from harness.firmware import Firmware
 from harness.kernel.choice import KernelChoice
 
 if TYPE_CHECKING:
@@ -24,10 +26,17 @@ if TYPE_CHECKING:
 
 class VmPool:
     def __init__(
-        self, fresh: Fresh = "auto", memory_mib: int = 1024, progress: Progress | None = None
+        self,
+        fresh: Fresh = "auto",
+        memory_mib: int = 1024,
+        progress: Progress | None = None,
+        firmware: Firmware = Firmware.DIRECT,
+        mok: tuple[Path, ...] = (),
     ) -> None:
         self.fresh_mode: Fresh = fresh
         self.memory_mib = memory_mib
+        self.firmware = firmware
+        self.mok = mok  # certificates for shim's MokList (Secure Boot)
         self.progress: Progress = progress or (lambda _line: None)
         self._shared: dict[KernelChoice, Vm] = {}
         self._images: dict[str, BuiltImage] = {}
@@ -67,6 +76,11 @@ class VmPool:
             raise RuntimeError("the VM pool is closed")
         from harness.vm.saved_state import start_vm
 
+        if self.firmware.uses_ovmf and choice.own_kernel:  # before building it, for nothing
+            from harness.firmware import FirmwareError
+            from harness.firmware.modes import firmware_needs_debian_kernels
+
+            raise FirmwareError(firmware_needs_debian_kernels(self.firmware))
         return start_vm(
             self.image(choice.recipe),
             kernel=self.kernel(choice),
@@ -74,6 +88,8 @@ class VmPool:
             memory_mib=self.memory_mib,
             fresh=self.fresh_mode,
             progress=self.progress,
+            firmware=self.firmware,
+            mok=self.mok,
         )
 
     def shared(self, choice: KernelChoice) -> Vm:

@@ -209,11 +209,14 @@ class SuiteRun:
         if self._pool is None:
             from harness.plugin.fixtures import TerminalProgress
             from harness.plugin.pool import VmPool
+            from harness.plugin.secure_boot import firmware_of, mok_of
 
             self._pool = VmPool(
                 fresh=self.config.getoption("--fresh-vm"),
                 memory_mib=self.config.getoption("--vm-memory"),
                 progress=TerminalProgress(self.config),
+                firmware=firmware_of(self.config),
+                mok=mok_of(self.config),
             )
         return self._pool
 
@@ -222,6 +225,7 @@ class SuiteRun:
         with the reason when any of it cannot be had)."""
         from harness.plugin.fixtures import _need_qemu, _start_failed
         from harness.plugin.guest_vm import GuestVm
+        from harness.plugin.secure_boot import firmware_of
 
         _need_qemu()
         pool = self._pool_for()
@@ -235,6 +239,8 @@ class SuiteRun:
                 guest.close()
             guest = self._guests[choice] = GuestVm(vm, pool.progress)
         try:
+            if firmware_of(self.config).secure_boot:
+                guest.require_lockdown()  # else the run would not show what Secure Boot does
             guest.load_module(self._module(choice, guest))
             relative = suite.relative_to(self.config.rootpath).as_posix()
             runner = guest.runner(suite, relative, self._tarball(suite), self.env)
@@ -246,9 +252,12 @@ class SuiteRun:
 
     def _module(self, choice: KernelChoice, guest: GuestVm) -> VendorModule:
         from harness.plugin.guest_vm import VendorModule
+        from harness.plugin.secure_boot import firmware_of, identity_of, signed_module
 
         given = self.config.getoption("--vendor-module")
-        key = None if given else choice
+        # A given module is signed for each kernel under Secure Boot (its build chroot's
+        # sign-file), so it is kept per kernel then.
+        key = None if given and not firmware_of(self.config).secure_boot else choice
         if key not in self._modules:
             if given:
                 path = Path(given).expanduser().resolve()
@@ -256,6 +265,9 @@ class SuiteRun:
                     pytest.fail(f"--vendor-module {given}: no such file", pytrace=False)
             else:
                 path = self._build_module(choice, guest)
+            identity = identity_of(self.config)
+            if identity is not None:  # Secure Boot: the guest loads signed modules only
+                path = signed_module(path, self._pool_for().image(choice.recipe), identity)
             faults = int(self.config.getoption("--module-faults"))
             params = (f"fault={faults}",) if faults and not given else ()
             self._modules[key] = VendorModule.read(path, params)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import os
 import shlex
 import shutil
@@ -29,6 +30,7 @@ from typing import Protocol
 from harness.core.cache import cache_dir
 from harness.core.closing import Closing
 from harness.core.progress import Progress
+from harness.firmware import Firmware
 from harness.images.build import BuiltImage
 from harness.qemu.qmp import QmpClient
 from harness.ssh.keys import RunKey, generate_run_key
@@ -40,6 +42,7 @@ from harness.vm.overlay import create_overlay
 from harness.vm.ports import reserve_port
 from harness.vm.qemu_cmdline import VmSpec, build_qemu_command
 from harness.vm.run_dir import RunDir, sweep_stale_runs
+from harness.vm.uefi import FIRMWARE_BOOT_S, firmware_drives, prepare_firmware_files
 from harness.vm.watchdog import Watchdog
 
 # Calibrated for KVM; Accelerator.timeout_scale stretches them for TCG.
@@ -103,12 +106,20 @@ class GuestMachine:
     memory_mib: int = 1024
     smp: int = 2
     kernel: GuestKernel | None = None
+    firmware: Firmware = Firmware.DIRECT
+    mok: tuple[Path, ...] = ()  # certificates for shim's MokList (Secure Boot)
 
     @property
     def label(self) -> str:
+        label = self.image.manifest.name
         if self.kernel is not None:
-            return f"{self.image.manifest.name}+{self.kernel.label}"
-        return self.image.manifest.name
+            label += f"+{self.kernel.label}"
+        if self.firmware.uses_ovmf:
+            label += f"+{self.firmware}"
+        if self.mok:  # states of different MokLists must not replace each other
+            digest = hashlib.sha256(b"".join(p.read_bytes() for p in self.mok)).hexdigest()
+            label += f"-mok{digest[:8]}"
+        return label
 
     @property
     def kernel_release(self) -> str:
@@ -158,6 +169,7 @@ def guest_spec(
         pidfile=run_dir / "qemu.pid",
         name=f"vfio-harness-{machine.label}",
         extra_args=VMGENID_ARGS,
+        firmware=firmware_drives(machine.firmware, run_dir, custom_kernel=custom is not None),
     )
 
 
@@ -261,11 +273,13 @@ class Launched:
 
 
 def launch(machine: GuestMachine, run: RunDir, disk: Path, key: RunKey, incoming: str | None,
-           progress: Progress) -> Launched:  # fmt: skip
-    """Start QEMU and its watchdog; return once QMP answers (networking is then set up)."""
+           progress: Progress, varstore: Path | None = None) -> Launched:  # fmt: skip
+    """Start QEMU and its watchdog; return once QMP answers (networking is then set up).
+    `varstore`: the UEFI variable store to start from (a saved state's)."""
     accel = machine.accelerator
     with reserve_port() as port:
         spec = guest_spec(machine, run.path, disk, port.port, key.public_line, incoming)
+        prepare_firmware_files(spec, machine.firmware, machine.image, machine.mok, varstore)
         command = build_qemu_command(spec)
         (run.path / "qemu.cmdline").write_text(shlex.join(command) + "\n")
         started = time.monotonic()
@@ -316,7 +330,8 @@ def wait_until_ready(
             raise BootError(message, early_panic=early)
         return False
 
-    deadline = launched.started + BOOT_TIMEOUT_S * machine.accelerator.timeout_scale
+    boot_s = BOOT_TIMEOUT_S + (FIRMWARE_BOOT_S if machine.firmware.uses_ovmf else 0.0)
+    deadline = launched.started + boot_s * machine.accelerator.timeout_scale
     try:
         return wait_for_ssh(
             "127.0.0.1",

@@ -33,6 +33,18 @@ _PARAM_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
+class FirmwareDrives:
+    """A UEFI boot instead of -kernel: OVMF's code (read-only) and this VM's own copy of the
+    variable store as pflash, and the ESP disk (shim, GRUB, grub.cfg, kernel, initrd), which
+    boots first. `smm`: the Secure Boot build, whose variable store only SMM may write."""
+
+    code: Path
+    varstore: Path
+    esp: Path
+    smm: bool
+
+
+@dataclass(frozen=True)
 class VmSpec:
     """Everything that decides one VM's QEMU command line. Paths must be absolute."""
 
@@ -59,6 +71,7 @@ class VmSpec:
     name: str | None = None
     qemu_binary: str = QEMU_BINARY
     extra_args: Sequence[str] = ()
+    firmware: FirmwareDrives | None = None  # None: QEMU loads `kernel` and `initrd` itself
 
 
 def incoming_from_file(state: Path) -> str:
@@ -84,19 +97,34 @@ def kernel_command_line(spec: VmSpec) -> str:
     return " ".join(words)
 
 
+def _pflash_args(firmware: FirmwareDrives) -> list[str]:
+    args = []
+    if firmware.smm:
+        args += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    code, varstore = _opt(str(firmware.code)), _opt(str(firmware.varstore))
+    args += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
+    args += ["-drive", f"if=pflash,format=raw,unit=1,file={varstore}"]
+    return args
+
+
 def build_qemu_command(spec: VmSpec) -> list[str]:
     """argv for `spec`, starting with the QEMU binary."""
     _validate(spec)
     args: list[str] = [spec.qemu_binary]
     if spec.name:
         args += ["-name", _opt(spec.name)]
-    args += ["-machine", MACHINE, *spec.accelerator.qemu_args]
+    firmware = spec.firmware
+    machine = f"{MACHINE},smm=on" if firmware is not None and firmware.smm else MACHINE
+    args += ["-machine", machine, *spec.accelerator.qemu_args]
     args += ["-m", f"{spec.memory_mib}M", "-smp", str(spec.smp)]
     args += ["-nodefaults", "-no-user-config", "-display", "none"]
-    args += ["-kernel", str(spec.kernel)]
-    if spec.initrd is not None:
-        args += ["-initrd", str(spec.initrd)]
-    args += ["-append", kernel_command_line(spec)]
+    if firmware is None:
+        args += ["-kernel", str(spec.kernel)]
+        if spec.initrd is not None:
+            args += ["-initrd", str(spec.initrd)]
+        args += ["-append", kernel_command_line(spec)]
+    else:
+        args += _pflash_args(firmware)
     args += [
         "-drive",
         f"file={_opt(str(spec.disk))},format=qcow2,if=none,id=root,discard=unmap",
@@ -109,6 +137,13 @@ def build_qemu_command(spec: VmSpec) -> list[str]:
             f"file={_opt(str(extra))},format=raw,if=none,id=extra{index},readonly=on",
             "-device",
             f"virtio-blk-pci,drive=extra{index}",
+        ]
+    if firmware is not None:  # after the others: the root disk stays /dev/vda
+        args += [
+            "-drive",
+            f"file={_opt(str(firmware.esp))},format=raw,if=none,id=esp,readonly=on",
+            "-device",
+            "virtio-blk-pci,drive=esp,bootindex=0",
         ]
     # Forward only on loopback: the guest's SSH must not be reachable from the network.
     forward = f"tcp:127.0.0.1:{spec.ssh_port}-:{spec.guest_ssh_port}"
@@ -148,6 +183,14 @@ def _validate(spec: VmSpec) -> None:
         "pidfile": spec.pidfile,
     }
     paths.update({f"extra_disks[{i}]": disk for i, disk in enumerate(spec.extra_disks)})
+    if spec.firmware is not None:
+        paths.update(
+            {
+                "firmware.code": spec.firmware.code,
+                "firmware.varstore": spec.firmware.varstore,
+                "firmware.esp": spec.firmware.esp,
+            }
+        )
     for what, path in paths.items():
         # QEMU may run from another directory than the harness: relative paths would move.
         if path is not None and not path.is_absolute():

@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Literal
 
 from harness.core.cache import cache_dir
-from harness.core.cached_build import prune
+from harness.core.cached_build import file_sha256, prune
 from harness.core.progress import Progress
+from harness.firmware import Firmware
+from harness.firmware.ovmf import find_ovmf
+from harness.firmware.varstore import prepared_varstore
 from harness.images.build import BuiltImage
 from harness.qemu.qmp import QmpError
 from harness.ssh.errors import SshError
@@ -59,11 +62,17 @@ from harness.vm.machine import (
     wait_until_ready,
 )
 from harness.vm.overlay import create_overlay
-from harness.vm.qemu_cmdline import build_qemu_command, incoming_from_file
+from harness.vm.qemu_cmdline import (
+    VmSpec,
+    build_qemu_command,
+    incoming_from_file,
+    kernel_command_line,
+)
 
 STATE_FORMAT = 1
 STATE_FILE = "state"
 DISK_FILE = "disk.qcow2"
+VARSTORE_FILE = "vars.fd"  # a UEFI guest's variable store belongs to its state
 META_FILE = "meta.json"
 SAVE_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 10.0
@@ -86,6 +95,13 @@ class SavedState:
     @property
     def disk(self) -> Path:
         return self.path / DISK_FILE
+
+    @property
+    def varstore(self) -> Path | None:
+        """A UEFI guest's variable store as it was when saved (QEMU also carries the pflash
+        contents in the state itself, and writes them back on load)."""
+        path = self.path / VARSTORE_FILE
+        return path if path.is_file() else None
 
     @property
     def key_path(self) -> Path:
@@ -111,9 +127,26 @@ def state_key(machine: GuestMachine) -> str:
         info = os.stat(binary)
         identity = f"{os.path.realpath(binary)}:{info.st_size}:{info.st_mtime_ns}"
     digest = hashlib.sha256()
-    for part in (str(STATE_FORMAT), identity, *argv):
+    for part in (str(STATE_FORMAT), identity, *argv, *firmware_identity(machine, spec)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:20]
+
+
+def firmware_identity(machine: GuestMachine, spec: VmSpec) -> list[str]:
+    """What a UEFI guest's state depends on that its QEMU command line no longer names (no
+    -kernel, -initrd or -append): the image (its ESP is built from it), the kernel command
+    line GRUB passed, the OVMF build, and the keys enrolled (a new MOK certificate must not
+    restore a guest without it)."""
+    if not machine.firmware.uses_ovmf:
+        return []
+    ovmf = find_ovmf(machine.firmware)
+    varstore = prepared_varstore(machine.firmware, ovmf, machine.mok)
+    return [
+        str(machine.image.directory),
+        kernel_command_line(spec),
+        file_sha256(ovmf.code),
+        file_sha256(varstore),
+    ]
 
 
 def state_path(machine: GuestMachine) -> Path:
@@ -179,6 +212,8 @@ def save_state(vm: Vm, progress: Progress = lambda _line: None) -> SavedState:
         vm.qmp.save_state(scratch / STATE_FILE, timeout=timeout)
         # Migration completion flushed the disk and QEMU released it until `cont`.
         shutil.copyfile(vm.spec.disk, scratch / DISK_FILE)
+        if vm.spec.firmware is not None:
+            shutil.copyfile(vm.spec.firmware.varstore, scratch / VARSTORE_FILE)
         shutil.copy2(vm.key.private_path, scratch / RUN_KEY_NAME)
         shutil.copy2(vm.key.public_path, scratch / f"{RUN_KEY_NAME}.pub")
         meta = {
@@ -226,7 +261,9 @@ def restore(machine: GuestMachine, saved: SavedState, progress: Progress) -> Vm:
         saved_key = load_run_key(saved.key_path)
         overlay = create_overlay(saved.disk, run.path, base_format="qcow2")
         incoming = incoming_from_file(saved.state_file)
-        launched = launch(machine, run, overlay, saved_key, incoming, progress)
+        if machine.firmware.uses_ovmf and saved.varstore is None:
+            raise SavedStateError(f"{saved.path} has no variable store for a UEFI guest")
+        launched = launch(machine, run, overlay, saved_key, incoming, progress, saved.varstore)
         try:
             launched.qmp.wait_incoming(LOAD_TIMEOUT_S * machine.accelerator.timeout_scale)
             if launched.qmp.status() != "running":
@@ -264,14 +301,19 @@ def start_vm(
     smp: int = 2,
     fresh: Fresh = "auto",
     progress: Progress = lambda _line: None,
+    firmware: Firmware = Firmware.DIRECT,
+    mok: tuple[Path, ...] = (),
 ) -> Vm:
     """A pristine VM: restored from the saved state ("auto"/"restore"), or cold-booted.
+    `firmware` and `mok`: see GuestMachine.
 
     "auto" cold-boots and saves when no state exists yet (one worker does; the others wait for
     it and restore), and falls back to a cold boot, discarding the state, if it fails to load.
     "restore" raises instead of falling back; "boot" always boots cold and saves nothing.
     """
-    machine = GuestMachine(image, accelerator or choose_accelerator(), memory_mib, smp, kernel)
+    machine = GuestMachine(
+        image, accelerator or choose_accelerator(), memory_mib, smp, kernel, firmware, mok
+    )
     if fresh != "boot" and kernel is not None and not reseeds_on_restore(kernel.config):
         # Restored copies would share the saved guest's RNG state: boot each one instead.
         progress(f"{machine.label}: no CONFIG_VMGENID=y in its config: cold-booting, no restore")

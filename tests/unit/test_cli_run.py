@@ -203,3 +203,42 @@ def test_pytest_options_before_the_separator_say_where_they_go(
     assert (
         "pytest's options go after --, e.g. vfio-harness run -- -k dma" in capsys.readouterr().err
     )
+
+
+def test_secure_boot_reaches_pytest_with_the_signing_identity(tmp_path: Path) -> None:
+    key, cert = tmp_path / "k.pem", tmp_path / "c.der"
+    argv = ["--firmware", "secureboot", "--signing-key", str(key), "--signing-cert", str(cert)]
+    assert command(*argv)[-3:] == [
+        "--firmware=secureboot",
+        f"--signing-key={key}",
+        f"--signing-cert={cert}",
+    ]
+    assert not any(a.startswith("--firmware") for a in command()), "direct is the default"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--signing-key", "k.pem"], "are for --firmware secureboot"),
+        (["--firmware", "secureboot", "--signing-key", "k.pem"], "needs its certificate"),
+        (["--firmware", "secureboot", "--signing-cert", "/nonexistent.der"], "not found"),
+        (["--firmware", "uefi", "--kernel", "bookworm,debug"], "boots with --firmware direct"),
+        (["--firmware", "secureboot", "--target", "local"], "not with --target local"),
+    ],
+)
+def test_firmware_options_that_cannot_work_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], says: str
+) -> None:
+    assert says in run_error(capsys, tmp_path, *argv)
+
+
+def test_a_certificate_that_is_not_the_keys_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from harness.kmod.signing import identity_in
+
+    one, other = identity_in(tmp_path / "one"), identity_in(tmp_path / "other")
+    assert one.key is not None
+    argv = ["--firmware", "secureboot", "--signing-key", str(one.key)]
+    err = run_error(capsys, tmp_path, *argv, "--signing-cert", str(other.certificate))
+    assert "is not the certificate of" in err

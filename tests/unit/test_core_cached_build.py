@@ -4,6 +4,7 @@ leftovers of killed builds removed, superseded entries pruned."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.cached_build import cached_build, input_key, prune
+from harness.core.cached_build import cached_build, input_key, prune, prune_least_used, used
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 
@@ -106,6 +107,24 @@ def test_prune_keeps_the_newest_and_the_current(tmp_path: Path) -> None:
     assert sorted(p.name for p in removed) == ["e1", "e2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".e0.lock", ".e3.lock", ".e4.lock",
                                                          "e0", "e3", "e4"]  # fmt: skip
+
+
+def test_least_used_entries_go_and_using_one_keeps_it(tmp_path: Path) -> None:
+    for age, name in enumerate(["a", "b", "c", "d"]):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + age, 1000 + age))
+    (tmp_path / ".a.lock").touch()
+    (tmp_path / ".d.tmp-1").mkdir()  # a build under way: not an entry
+    used(tmp_path / "a")  # the oldest, just used: now the newest
+    gone = prune_least_used(tmp_path, 2, current=tmp_path / "b")
+    assert sorted(path.name for path in gone) == ["c"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".a.lock",
+        ".d.tmp-1",
+        "a",
+        "b",
+        "d",
+    ]
 
 
 def test_an_input_key_depends_on_the_inputs_not_their_order() -> None:

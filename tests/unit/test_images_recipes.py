@@ -192,3 +192,10 @@ def test_source_path_is_not_part_of_the_key(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     assert load_recipe(write(elsewhere, GOOD)).cache_key() == first.cache_key()
+
+
+def test_every_recipe_names_its_esp_loaders_without_changing_its_image_key() -> None:
+    for recipe in load_recipes(RECIPE_DIR).values():
+        assert recipe.esp.shim == "shim-signed", recipe.name
+        assert recipe.esp.grub == "grub-efi-amd64-signed", recipe.name
+        assert "esp" not in recipe.content(), "the ESP is a cache entry of its own"

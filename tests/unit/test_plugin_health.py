@@ -75,6 +75,19 @@ def test_ubsan_and_kmemleak_are_findings() -> None:
     assert again.fingerprint == found.fingerprint
 
 
+def test_what_lockdown_refused_is_a_finding() -> None:
+    # As 6.1 prints them under Secure Boot (kernel_lockdown.7).
+    refused = (
+        "[   42.123456] Lockdown: python3: /dev/mem,kmem,port is restricted; "
+        "see man kernel_lockdown.7"
+    )
+    (found,) = scan_kernel_log([refused])
+    assert found.kind == "lockdown"
+    assert found.headline == refused
+    boot = "[    0.000000] Kernel is locked down from EFI Secure Boot; see man kernel_lockdown.7"
+    assert scan_kernel_log([boot]) == [], "the boot's own notice is not a refusal"
+
+
 def test_taint_counts_new_bits_except_module_loading() -> None:
     warn, out_of_tree, unsigned = 1 << 9, 1 << 12, 1 << 13
     assert taint_finding(0, out_of_tree | unsigned) is None  # insmod of the vendor module

@@ -19,6 +19,7 @@ from harness.vm.accel import KVM_ARGS, Accelerator, tcg
 from harness.vm.overlay import OverlayError, base_format_of, create_overlay, overlay_command
 from harness.vm.ports import PortAllocationError, is_bindable, reserve_port
 from harness.vm.qemu_cmdline import (
+    FirmwareDrives,
     VmSpec,
     build_qemu_command,
     incoming_from_file,
@@ -337,3 +338,36 @@ def test_concurrent_processes_never_share_a_port(tmp_path: Path) -> None:
             assert child.exitcode == 0
     assert parent_held.port not in ports
     assert len(set(ports)) == 30
+
+
+FIRMWARE = FirmwareDrives(
+    code=Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"),
+    varstore=RUN / "vars.fd",
+    esp=RUN / "esp.img",
+    smm=True,
+)
+
+
+def test_a_uefi_boot_has_pflash_and_the_esp_instead_of_a_kernel() -> None:
+    args = build_qemu_command(spec(firmware=replace(FIRMWARE, smm=False)))
+    for flag in ("-kernel", "-initrd", "-append"):
+        assert flag not in args, f"{flag}: the firmware boots the ESP's kernel"
+    assert option(args, "-machine") == ["q35"]
+    assert "-global" not in args
+    drives = option(args, "-drive")
+    assert drives[0] == f"if=pflash,format=raw,unit=0,readonly=on,file={FIRMWARE.code}"
+    assert drives[1] == "if=pflash,format=raw,unit=1,file=/run/vm1/vars.fd"
+    assert drives[2].startswith("file=/run/vm1/root.qcow2,"), "the root disk stays /dev/vda"
+    assert drives[-1] == "file=/run/vm1/esp.img,format=raw,if=none,id=esp,readonly=on"
+    assert option(args, "-device")[1] == "virtio-blk-pci,drive=esp,bootindex=0"
+
+
+def test_secure_boot_has_smm_and_a_pflash_only_smm_writes() -> None:
+    args = build_qemu_command(spec(firmware=FIRMWARE))
+    assert option(args, "-machine") == ["q35,smm=on"]
+    assert option(args, "-global") == ["driver=cfi.pflash01,property=secure,value=on"]
+
+
+def test_firmware_paths_must_be_absolute() -> None:
+    with pytest.raises(ValueError, match=r"firmware\.varstore"):
+        build_qemu_command(spec(firmware=replace(FIRMWARE, varstore=Path("vars.fd"))))

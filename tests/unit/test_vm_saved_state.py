@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.firmware import Firmware
+from harness.firmware.ovmf import OVMF_DIR
 from harness.images.build import BuiltImage
 from harness.images.manifest import ImageManifest
+from harness.kmod.signing import identity_in
 from harness.vm.accel import KVM_ARGS, Accelerator, tcg
 from harness.vm.machine import GuestMachine, guest_spec
 from harness.vm.qemu_cmdline import build_qemu_command
@@ -119,3 +122,22 @@ def test_a_new_state_supersedes_older_ones_of_the_same_machine_only() -> None:
     _discard_superseded(new)
     assert not old.path.exists()
     assert bigger.path.exists() and other.path.exists() and new.path.exists()
+
+
+@pytest.mark.skipif(
+    not (OVMF_DIR / "OVMF_VARS_4M.fd").is_file(),
+    reason="Debian's ovmf: vfio-harness setup --profile firmware",
+)
+@pytest.mark.parametrize("firmware", [Firmware.UEFI, Firmware.SECUREBOOT])
+def test_a_uefi_guests_key_covers_its_image_and_its_moklist(
+    firmware: Firmware, tmp_path: Path
+) -> None:
+    """No -kernel or -append names the image in a UEFI guest's command line: the key must
+    still change with it, and with the certificates MokList holds."""
+    base = machine(firmware=firmware)
+    assert state_key(base) != state_key(machine())
+    rebuilt = machine(firmware=firmware, image=image("/cache/images/bookworm-bbbb"))
+    assert state_key(rebuilt) != state_key(base)
+    if firmware.secure_boot:
+        cert = identity_in(tmp_path / "identity").certificate
+        assert state_key(machine(firmware=firmware, mok=(cert,))) != state_key(base)

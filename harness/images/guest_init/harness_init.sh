@@ -29,6 +29,9 @@ mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
+# The lockdown state, and (on a UEFI boot) the EFI variables mokutil reads.
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 hostname harness-guest
 
 authkey=
