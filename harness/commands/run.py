@@ -20,19 +20,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.cli_errors import UsageError, UserError
+from harness.commands import pytest_args
 from harness.commands.child import run_to_end
 from harness.commands.preflight import PROFILE_FILE, check_device
 from harness.commands.run_options import check_options, expected_capabilities
 from harness.commands.run_prepare import Prepared, prepare, progress, recipe_builds
-
-if TYPE_CHECKING:
-    pass
+from harness.core.cache import cache_root
 
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
+PYTEST_CACHE = "pytest"  # pytest's cache_dir (--lf, --ff), in the harness's cache
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,7 +68,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="vm",
         help="run in disposable VMs (default) or on this host's devices",
     )
-    run.add_argument("-n", "--workers", type=int, default=1, help="parallel VMs (default 1)")
+    run.add_argument(
+        "-n",
+        "--workers",
+        type=workers_arg,
+        default=1,
+        help="parallel VMs per run (default 1; auto: one per core, as memory allows)",
+    )
     run.add_argument("--reports", type=Path, default=None, help="where reports go")
     run.add_argument("--mdev-type", help="mdev type to test (default: our module's small type)")
     run.add_argument("--mdev-parent", help="parent device of --mdev-type")
@@ -128,6 +133,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.set_defaults(handler=run_suite)
 
 
+def workers_arg(value: str) -> int:
+    """-n N, or auto: one VM per core, at most one per 2 GiB of memory available now."""
+    if value != "auto":
+        try:
+            return int(value)  # check_options refuses less than 1
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: a number, or auto") from None
+    cores = len(os.sched_getaffinity(0))
+    try:
+        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return cores
+    return max(1, min(cores, pages // (2 << 30)))
+
+
 def suite_dir() -> Path:
     """The suite: $HARNESS_SUITE, the installed package's copy or the checkout's tests/uapi."""
     from harness.core.resources import SUITE
@@ -174,7 +194,16 @@ def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
 def pytest_command(
     args: argparse.Namespace, suite: Path, reports: Path, kernels: str = DEFAULT_KERNEL
 ) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider"]
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    try:
+        given = pytest_args.split(
+            list(extra), cwd=Path.cwd(), rootdir=suite_rootdir(suite), suite=suite
+        )
+    except pytest_args.SelectorError as exc:
+        raise UsageError(str(exc)) from None
+    command = [sys.executable, "-m", "pytest", *(given.selectors or [str(suite)])]
+    # --lf and --ff need pytest's cache: in ours, as the suite may be read-only (installed).
+    command += ["-o", f"cache_dir={cache_root() / PYTEST_CACHE}"]
     command += [f"--rootdir={suite_rootdir(suite)}", f"--guest-suite={suite}"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
     command.append(f"--verdicts={reports / 'verdicts.json'}")
@@ -201,8 +230,7 @@ def pytest_command(
     if args.expect:
         command.append(f"--expect={args.expect}")
     command += firmware_options(args)
-    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return command + list(extra)
+    return command + list(given.options)
 
 
 def firmware_options(args: argparse.Namespace) -> list[str]:

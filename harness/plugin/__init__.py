@@ -105,9 +105,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--ktap",
-        default=None,
+        action="append",
+        default=[],
         metavar="PATH",
-        help="also write the results as KTAP v1 (one subtest block per kernel) to PATH",
+        help="also write the results as KTAP v1 (one subtest block per kernel) to PATH, or "
+        "to standard output with - (repeatable)",
     )
 
 
@@ -137,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if ktap and not hasattr(config, "workerinput"):  # xdist: the controller writes it
         from harness.plugin.ktap import KtapCollector
 
-        config.pluginmanager.register(KtapCollector(Path(ktap)), "vfio-harness-ktap")
+        config.pluginmanager.register(KtapCollector(ktap, config), "vfio-harness-ktap")
     if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
         config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
 
