@@ -14,6 +14,7 @@ from typing import NoReturn, cast
 
 from harness import __version__
 from harness.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from harness.commands import compare as compare_commands
 from harness.commands import kmod as kmod_commands
 from harness.commands import mdev as mdev_commands
 from harness.commands import paths as paths_commands
@@ -62,6 +63,7 @@ def build_parser() -> _Parser:
     )
 
     run_commands.register(commands)
+    compare_commands.register(commands)
 
     setup = commands.add_parser("setup", help="install the Debian packages the harness needs")
     setup.add_argument(

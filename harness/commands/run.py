@@ -16,7 +16,9 @@ default image's root filesystem. Our module is built against such a kernel's bui
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +33,7 @@ from harness.core.cache import cache_root
 
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
+RESULTS_FILE = "results.json"
 PYTEST_CACHE = "pytest"  # pytest's cache_dir (--lf, --ff), in the harness's cache
 
 
@@ -183,6 +186,24 @@ def build_kernel_tree(path: Path, fragments: list[str]) -> Path:
         raise UserError(str(exc)) from None
 
 
+def tree_commit(tree: Path) -> str | None:
+    """The commit a kernel tree is at ("-dirty" when it has changes), if it is a git checkout."""
+
+    def git(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(tree), *argv], check=False, capture_output=True, text=True
+        )
+
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    except OSError:  # no git installed
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
     """--kernel's value for pytest: the --kernel names, then the --kernel-tree build."""
     kernels = [args.kernel] if args.kernel else []
@@ -207,6 +228,7 @@ def pytest_command(
     command += [f"--rootdir={suite_rootdir(suite)}", f"--guest-suite={suite}"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
     command.append(f"--verdicts={reports / 'verdicts.json'}")
+    command.append(f"--results={reports / RESULTS_FILE}")
     command.append(f"--target={args.target}")
     if args.target == "vm":
         command.append(f"--kernel={kernels}")
@@ -253,10 +275,16 @@ def run_suite(args: argparse.Namespace) -> int:
     consoles.mkdir(parents=True, exist_ok=True)
     kernels = DEFAULT_KERNEL
     prepared: list[Prepared] = []
+    commits: dict[str, str] = {}
     if args.target == "vm":
         tree_build = None
         if args.kernel_tree is not None:
             tree_build = build_kernel_tree(args.kernel_tree, args.config_fragment)
+            commit = tree_commit(args.kernel_tree)
+            if commit is not None:
+                from harness.kernel.choice import parse_kernels
+
+                commits[parse_kernels(str(tree_build))[0].id] = commit
         kernels = kernel_spec(args, tree_build)
         prepared = prepare(
             kernels,
@@ -271,6 +299,10 @@ def run_suite(args: argparse.Namespace) -> int:
 
     # pytest boots the recipe kernels built above as they are (no second make).
     env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(recipe_builds(prepared))}
+    if commits:
+        from harness.plugin.results import COMMITS_ENV
+
+        env[COMMITS_ENV] = json.dumps(commits)
     started = time.monotonic()
     # pytest runs where the suite's rootdir is, so that test paths after -- read the same
     # (tests/uapi/test_x.py) from a checkout and from the installed package.
@@ -282,6 +314,7 @@ def run_suite(args: argparse.Namespace) -> int:
         f"{time.monotonic() - started:.0f} s\n"
         f"  JUnit XML: {reports / 'junit.xml'}\n"
         f"  KTAP:      {reports / 'results.ktap'}\n"
+        f"  results:   {reports / RESULTS_FILE} (every test, for vfio-harness compare)\n"
         f"  profile:   {reports / PROFILE_FILE} (what the driver offers)\n"
         f"  verdicts:  {reports / 'verdicts.json'} (findings by severity and area)\n"
         f"  consoles:  {consoles} (one log per VM)",

@@ -104,6 +104,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write the findings by kernel, driver, severity and area as JSON to PATH",
     )
     group.addoption(
+        "--results",
+        default=None,
+        metavar="PATH",
+        help="also write every test's result and the run's environment as JSON to PATH "
+        "(results.json: harness.report.results has the schema)",
+    )
+    group.addoption(
         "--ktap",
         action="append",
         default=[],
@@ -140,6 +147,13 @@ def pytest_configure(config: pytest.Config) -> None:
         from harness.plugin.ktap import KtapCollector
 
         config.pluginmanager.register(KtapCollector(ktap, config), "vfio-harness-ktap")
+    results = config.getoption("--results")
+    if results and not hasattr(config, "workerinput"):
+        from harness.plugin.results import ResultsCollector
+
+        config.pluginmanager.register(
+            ResultsCollector(config, Path(results)), "vfio-harness-results"
+        )
     if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
         config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
 

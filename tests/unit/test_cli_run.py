@@ -39,6 +39,7 @@ def test_the_default_command() -> None:
         "--junitxml=/reports/junit.xml",
         "--ktap=/reports/results.ktap",
         "--verdicts=/reports/verdicts.json",
+        "--results=/reports/results.json",
         "--target=vm",
         "--kernel=bookworm",
     ]
