@@ -32,6 +32,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the base's kernel and the new side's kernel to pair (default: the kernels both "
         "have, or the one each has)",
     )
+    compare.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write the comparison as an HTML report"
+    )
     compare.set_defaults(handler=_compare)
 
 
@@ -65,4 +68,10 @@ def _compare(args: argparse.Namespace) -> int:
     except (ResultsError, CompareError) as exc:
         raise UsageError(str(exc)) from None
     print(render_table(comparison), end="", flush=True)
+    if args.html is not None:
+        from harness.report.html import render
+
+        title = f"vfio-harness compare {labels[0]} {labels[1]}"
+        args.html.write_text(render(new, comparison, title=title))
+        print(f"HTML report: {args.html}", flush=True)
     return EXIT_REGRESSED if comparison.regressions else 0

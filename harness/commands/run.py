@@ -34,6 +34,8 @@ from harness.core.cache import cache_root
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
 RESULTS_FILE = "results.json"
+HTML_FILE = "report.html"
+LATEST = "latest"  # the default reports folder's link to the last run
 PYTEST_CACHE = "pytest"  # pytest's cache_dir (--lf, --ff), in the harness's cache
 
 
@@ -265,6 +267,29 @@ def firmware_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
+def write_html_report(reports: Path) -> Path | None:
+    """report.html from the run's results.json (None when pytest wrote none)."""
+    from harness.report.html import render
+    from harness.report.results import ResultsError, load
+
+    try:
+        results = load(reports / RESULTS_FILE)
+    except ResultsError:
+        return None
+    path = reports / HTML_FILE
+    path.write_text(render(results, title=f"vfio-harness run {reports.name}"))
+    return path
+
+
+def point_latest_at(reports: Path) -> None:
+    """<reports folder>/latest -> this run's folder, replaced in one rename."""
+    link = reports.parent / LATEST
+    scratch = reports.parent / f".{LATEST}.{os.getpid()}"
+    scratch.unlink(missing_ok=True)
+    scratch.symlink_to(reports.name)
+    scratch.replace(link)
+
+
 def run_suite(args: argparse.Namespace) -> int:
     check_options(args)
     expected = expected_capabilities(args.expect)
@@ -309,12 +334,16 @@ def run_suite(args: argparse.Namespace) -> int:
     status = run_to_end(
         pytest_command(args, suite, reports, kernels), cwd=suite_rootdir(suite), env=env
     )
+    html = write_html_report(reports)
+    if args.reports is None:
+        point_latest_at(reports)
     print(
         f"\nvfio-harness run: pytest exited {status} after "
         f"{time.monotonic() - started:.0f} s\n"
         f"  JUnit XML: {reports / 'junit.xml'}\n"
         f"  KTAP:      {reports / 'results.ktap'}\n"
         f"  results:   {reports / RESULTS_FILE} (every test, for vfio-harness compare)\n"
+        f"  report:    {html or '(none: pytest wrote no results)'}\n"
         f"  profile:   {reports / PROFILE_FILE} (what the driver offers)\n"
         f"  verdicts:  {reports / 'verdicts.json'} (findings by severity and area)\n"
         f"  consoles:  {consoles} (one log per VM)",
