@@ -134,6 +134,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="CERT",
         help="the certificate of --signing-key (PEM or DER)",
     )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N stable parts of the tests x kernels (vfio-harness merge joins "
+        "the parts' reports)",
+    )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_suite)
 
@@ -254,6 +260,8 @@ def pytest_command(
     if args.expect:
         command.append(f"--expect={args.expect}")
     command += firmware_options(args)
+    if args.shard:
+        command.append(f"--shard={args.shard}")
     return command + list(given.options)
 
 

@@ -96,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the certificate (PEM or DER) enrolled in shim's MokList: --signing-key's, or "
         "alone for a module you signed yourself",
     )
+    group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only the K-th of N stable parts of the tests x kernels (for N hosts or CI "
+        "jobs; vfio-harness merge joins their results.json)",
+    )
     guest_items.add_options(parser)
     group.addoption(
         "--verdicts",
@@ -147,6 +154,14 @@ def pytest_configure(config: pytest.Config) -> None:
         from harness.plugin.ktap import KtapCollector
 
         config.pluginmanager.register(KtapCollector(ktap, config), "vfio-harness-ktap")
+    shard = config.getoption("--shard")
+    if shard:
+        from harness.plugin.shard import Shard, parse_shard
+
+        try:
+            config.pluginmanager.register(Shard(*parse_shard(shard)), "vfio-harness-shard")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     results = config.getoption("--results")
     if results and not hasattr(config, "workerinput"):
         from harness.plugin.results import ResultsCollector

@@ -130,6 +130,7 @@ class ResultsCollector:
             driver=self.drivers.most_common(1)[0][0] if self.drivers else None,
             qemu=_qemu_version() if self.config.getoption("--target") == "vm" else None,
             kernels=self._kernels(),
+            shard=self.config.getoption("--shard"),
         )
 
     def _kernels(self) -> list[KernelInfo]:
