@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """`vfio-harness merge OUT PART...`: the results of a run split with --shard over hosts or CI
 jobs, joined into OUT/results.json and OUT/report.html (each PART a reports directory or its
-results.json); says which shards are missing. Exit 0 when merged, whatever the tests did (the
-merged results.json has the run's exit status; `vfio-harness compare` gates on changes)."""
+results.json). Exit 0 when every shard of the split is there, whatever the tests did (the
+merged results.json has the run's exit status; `vfio-harness compare` gates on changes), and
+1 when some are missing (they are named, and recorded in the merged results)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def _merge(args: argparse.Namespace) -> int:
     from harness.commands.compare import results_path
     from harness.commands.run import HTML_FILE, RESULTS_FILE
     from harness.report.html import render
-    from harness.report.merge import MergeError, merge, missing_shards
+    from harness.report.merge import MergeError, merge
     from harness.report.results import ResultsError, load
 
     try:
@@ -39,7 +40,8 @@ def _merge(args: argparse.Namespace) -> int:
     (args.out / HTML_FILE).write_text(render(merged, title=f"vfio-harness merge {args.out.name}"))
     print(f"merged {len(parts)} parts, {len(merged.tests)} tests: {args.out / RESULTS_FILE}")
     print(f"HTML report: {args.out / HTML_FILE}")
-    missing = missing_shards(parts)
-    if missing:
-        print(f"missing shards: {', '.join(missing)}: the merged run is not the whole run")
+    if merged.run.missing_shards:
+        missing = ", ".join(merged.run.missing_shards)
+        print(f"missing shards: {missing}: the merged run is not the whole run")
+        return 1
     return 0

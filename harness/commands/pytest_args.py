@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# pytest's and its plugins' short options that take the next argument as their value.
+# Options that take the next argument as their value, whatever it looks like (-k test_x.py).
 _VALUE_OPTIONS = frozenset(
     {"-k", "-m", "-n", "-p", "-o", "-c", "-W", "-r", "--tb", "--maxfail", "--deselect",
      "--ignore", "--ignore-glob", "--rootdir", "--basetemp", "--durations", "--dist",
@@ -31,13 +31,20 @@ class PytestArgs:
     options: tuple[str, ...]
 
 
+def looks_like_selector(arg: str, bases: tuple[Path, ...]) -> bool:
+    """A test file, node id or directory: anything else that is not an option is an option's
+    value (pytest's and its plugins' options are too many to list: `--ktap out.ktap`)."""
+    path = arg.partition("::")[0]
+    return "::" in arg or path.endswith(".py") or any((base / path).is_dir() for base in bases)
+
+
 def split(args: list[str], *, cwd: Path, rootdir: Path, suite: Path) -> PytestArgs:
     """`args` (after --) split into test selectors and everything else, in order."""
     selectors: list[str] = []
     options: list[str] = []
     takes_value = False
     for arg in args:
-        if takes_value or arg.startswith("-"):
+        if takes_value or arg.startswith("-") or not looks_like_selector(arg, (cwd, rootdir)):
             options.append(arg)
             takes_value = not takes_value and arg in _VALUE_OPTIONS
             continue

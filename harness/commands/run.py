@@ -34,8 +34,12 @@ from harness.core.cache import cache_root
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
 RESULTS_FILE = "results.json"
+VM_FOOTPRINT = 3 << 29  # 1.5 GiB: a guest's 1 GiB and QEMU's own, a VM of -n auto
 HTML_FILE = "report.html"
 LATEST = "latest"  # the default reports folder's link to the last run
+REPORTS_ROOT = "vfio-harness-reports"
+REPORT_FILES = ("junit.xml", "results.ktap", RESULTS_FILE, HTML_FILE, "verdicts.json",
+                "profile.json")  # fmt: skip
 PYTEST_CACHE = "pytest"  # pytest's cache_dir (--lf, --ff), in the harness's cache
 
 
@@ -145,18 +149,28 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def workers_arg(value: str) -> int:
-    """-n N, or auto: one VM per core, at most one per 2 GiB of memory available now."""
+    """-n N, or auto: one VM per core, as many as the memory available now holds."""
     if value != "auto":
         try:
             return int(value)  # check_options refuses less than 1
         except ValueError:
             raise argparse.ArgumentTypeError(f"{value!r}: a number, or auto") from None
     cores = len(os.sched_getaffinity(0))
-    try:
-        pages = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
+    available = _mem_available()
+    if available is None:
         return cores
-    return max(1, min(cores, pages // (2 << 30)))
+    return max(1, min(cores, available // VM_FOOTPRINT))
+
+
+def _mem_available() -> int | None:
+    """MemAvailable (free memory plus what the page cache would give back), in bytes."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def suite_dir() -> Path:
@@ -275,6 +289,21 @@ def firmware_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
+def new_reports_dir(root: Path) -> Path:
+    """root/<time>, or root/<time>-N when a run started in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, number = root / stamp, 1
+    while candidate.exists():
+        number += 1
+        candidate = root / f"{stamp}-{number}"
+    return candidate
+
+
+def clear_reports(reports: Path) -> None:
+    for name in REPORT_FILES:
+        (reports / name).unlink(missing_ok=True)
+
+
 def write_html_report(reports: Path) -> Path | None:
     """report.html from the run's results.json (None when pytest wrote none)."""
     from harness.report.html import render
@@ -302,8 +331,8 @@ def run_suite(args: argparse.Namespace) -> int:
     check_options(args)
     expected = expected_capabilities(args.expect)
     suite = suite_dir()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
+    reports = (args.reports or new_reports_dir(Path.cwd() / REPORTS_ROOT)).resolve()
+    clear_reports(reports)  # a reused --reports folder must not show an earlier run's
     consoles = reports / "consoles"
     consoles.mkdir(parents=True, exist_ok=True)
     kernels = DEFAULT_KERNEL

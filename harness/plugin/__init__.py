@@ -153,7 +153,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if ktap and not hasattr(config, "workerinput"):  # xdist: the controller writes it
         from harness.plugin.ktap import KtapCollector
 
-        config.pluginmanager.register(KtapCollector(ktap, config), "vfio-harness-ktap")
+        collector = KtapCollector(ktap, config, _kernel_ids(config))
+        config.pluginmanager.register(collector, "vfio-harness-ktap")
     shard = config.getoption("--shard")
     if shard:
         from harness.plugin.shard import Shard, parse_shard
@@ -166,14 +167,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if results and not hasattr(config, "workerinput"):
         from harness.plugin.results import ResultsCollector
 
-        config.pluginmanager.register(
-            ResultsCollector(config, Path(results)), "vfio-harness-results"
-        )
+        writer = ResultsCollector(config, Path(results), _kernel_ids(config))
+        config.pluginmanager.register(writer, "vfio-harness-results")
     if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
         config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
 
 
 _KERNELS = pytest.StashKey[list[KernelChoice]]()
+
+
+def _kernel_ids(config: pytest.Config) -> list[str]:
+    """The ids of the kernels VM tests are collected for (the report writers' groups)."""
+    if config.getoption("--target", "vm") != "vm":
+        return []
+    try:
+        return [choice.id for choice in _kernel_choices(config)]
+    except pytest.UsageError:
+        return []  # said when the tests are parametrized
 
 
 def _kernel_choices(config: pytest.Config) -> list[KernelChoice]:

@@ -29,10 +29,12 @@ from pathlib import Path
 import pytest
 
 from harness.plugin.properties import INTERRUPTED, KERNEL, KERNEL_CHOICE, KERNEL_SPLAT
+from harness.report.results import kernel_of_nodeid, without_kernel
 
 HOST_GROUP = "host"
 STDOUT = "-"
-DIAGNOSTIC_WIDTH = 300  # a diagnostic line is one line; the JUnit file has the whole story
+DIAGNOSTIC_WIDTH = 300
+REASON_WIDTH = 100  # a diagnostic line is one line; the JUnit file has the whole story
 _UNSAFE = re.compile(r"[\s#]+")
 
 
@@ -44,13 +46,15 @@ class KtapResult:
     interrupted: str | None = None  # "timeout" or "error": see harness.plugin.properties
     skip_reason: str | None = None
     xfail_reason: str | None = None
+    reason: str = ""  # of a TIMEOUT or an ERROR, on its result line (ktap.rst)
     diagnostics: list[str] = field(default_factory=list)
 
     def directive(self) -> str:
         if self.failed:
+            reason = f" {self.reason}" if self.reason else ""
             if self.interrupted == "timeout":
-                return " # TIMEOUT"
-            return " # ERROR" if self.interrupted or self.errored else ""
+                return f" # TIMEOUT{reason}"
+            return f" # ERROR{reason}" if self.interrupted or self.errored else ""
         if self.xfail_reason is not None:
             return f" # XFAIL {self.xfail_reason}".rstrip()
         if self.skip_reason is not None:
@@ -64,7 +68,9 @@ class KtapResult:
             self.errored |= report.when != "call"
             if INTERRUPTED in properties:
                 self.interrupted = str(properties[INTERRUPTED])
-            self.diagnostics.append(f"failure ({report.when}): {failure_line(report)}")
+            line = failure_line(report)
+            self.reason = self.reason or one_line(line)[:REASON_WIDTH]
+            self.diagnostics.append(f"failure ({report.when}): {line}")
         elif report.skipped:
             if hasattr(report, "wasxfail"):
                 self.xfail_reason = one_line(str(report.wasxfail))
@@ -80,6 +86,7 @@ class KtapResult:
 class KtapCollector:
     outputs: Sequence[str]  # paths, or "-" for standard output
     config: pytest.Config | None = None
+    kernels: Sequence[str] = ()  # ids as --kernel named them: the last parameter of node ids
     results: dict[str, KtapResult] = field(default_factory=dict)  # by node id, in run order
     groups: dict[str, tuple[int, str]] = field(default_factory=dict)  # node id -> group_of
 
@@ -88,7 +95,7 @@ class KtapCollector:
         result.add(report)
         # Any phase may be the first to know the kernel (a test's own record_property comes
         # after its setup report): the most specific name seen wins.
-        group = group_of(report)
+        group = group_of(report, self.kernels)
         if group[0] >= self.groups.get(report.nodeid, (-1, ""))[0]:
             self.groups[report.nodeid] = group
 
@@ -96,7 +103,11 @@ class KtapCollector:
         del session
         grouped: dict[str, dict[str, KtapResult]] = {}
         for nodeid, result in self.results.items():
-            grouped.setdefault(self.groups[nodeid][1], {})[nodeid] = result
+            group = self.groups[nodeid][1]
+            # Named without the kernel: the block says which, and names stay the same from
+            # one kernel (or --kernel-tree build) to the next, as trackers need.
+            result.name = ktap_name(without_kernel(nodeid, group))
+            grouped.setdefault(group, {})[nodeid] = result
         text = render(grouped)
         for output in self.outputs:
             if output == STDOUT:
@@ -115,12 +126,17 @@ class KtapCollector:
             sys.stdout.flush()
 
 
-def group_of(report: pytest.TestReport) -> tuple[int, str]:
-    """The report's kernel, and how sure that is: 2 as collected, 1 as seen, 0 none (host)."""
+def group_of(report: pytest.TestReport, kernels: Sequence[str] = ()) -> tuple[int, str]:
+    """The report's kernel, and how sure that is: 2 as collected (its property, or its node
+    id's last parameter), 1 as seen (the release), 0 none (host)."""
     properties = dict(report.user_properties)
-    for rank, name in ((2, KERNEL_CHOICE), (1, KERNEL)):
-        if properties.get(name):
-            return rank, str(properties[name])
+    if properties.get(KERNEL_CHOICE):
+        return 2, str(properties[KERNEL_CHOICE])
+    collected = kernel_of_nodeid(report.nodeid, kernels)
+    if collected is not None:
+        return 2, collected
+    if properties.get(KERNEL):
+        return 1, str(properties[KERNEL])
     return 0, HOST_GROUP
 
 
@@ -133,14 +149,18 @@ def one_line(text: str) -> str:
     return line if len(line) <= DIAGNOSTIC_WIDTH else line[: DIAGNOSTIC_WIDTH - 3] + "..."
 
 
-def failure_line(report: pytest.TestReport) -> str:
-    """What failed, in one line: the exception's message, else the report's first line."""
+def crash_message(report: pytest.TestReport) -> str:
+    """The failure's own message (the exception's, not the traceback's source lines), or the
+    whole text of a failure the harness wrote (a guest that died)."""
     crash = getattr(report.longrepr, "reprcrash", None)
     message = getattr(crash, "message", None)
-    if message:
-        return one_line(str(message).splitlines()[0])
-    text = str(report.longrepr or "").strip()
-    return one_line(text.splitlines()[0]) if text else "(no message)"
+    return str(message) if message else str(report.longrepr or "").strip()
+
+
+def failure_line(report: pytest.TestReport) -> str:
+    """What failed, in one line: the first line of crash_message."""
+    lines = crash_message(report).splitlines()
+    return one_line(lines[0]) if lines else "(no message)"
 
 
 def skip_reason(report: pytest.TestReport) -> str:

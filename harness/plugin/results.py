@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import __version__
-from harness.plugin.ktap import failure_line
+from harness.plugin.ktap import crash_message, failure_line
 from harness.plugin.properties import (
     ACCELERATOR,
     INTERRUPTED,
@@ -36,6 +36,8 @@ from harness.report.results import (
     Splat,
     TestResult,
     errnos_in,
+    kernel_of_nodeid,
+    without_kernel,
 )
 
 COMMITS_ENV = "HARNESS_KERNEL_COMMITS"
@@ -43,19 +45,11 @@ LOCAL_KERNEL = "local"
 QEMU = "qemu-system-x86_64"
 
 
-def without_kernel(nodeid: str, kernel: str) -> str:
-    """The node id without the kernel's part of its parameters."""
-    if nodeid.endswith(f"[{kernel}]"):
-        return nodeid[: -len(kernel) - 2]
-    if nodeid.endswith(f"-{kernel}]"):
-        return nodeid[: -len(kernel) - 2] + "]"
-    return nodeid
-
-
 class ResultsCollector:
-    def __init__(self, config: pytest.Config, path: Path) -> None:
+    def __init__(self, config: pytest.Config, path: Path, kernels: list[str]) -> None:
         self.config = config
         self.path = path
+        self.kernel_ids = kernels  # as --kernel named them: the last parameter of node ids
         self.tests: dict[str, TestResult] = {}
         self.drivers: Counter[str] = Counter()
         self.started = _now()
@@ -64,8 +58,10 @@ class ResultsCollector:
         properties = dict(report.user_properties)
         test = self.tests.get(report.nodeid)
         if test is None:
-            kernel = self._default_kernel()
-            test = self.tests[report.nodeid] = TestResult(report.nodeid, report.nodeid, kernel)
+            # A report without properties (its xdist worker crashed) still names its kernel.
+            kernel = kernel_of_nodeid(report.nodeid, self.kernel_ids) or self._default_kernel()
+            test = TestResult(without_kernel(report.nodeid, kernel), report.nodeid, kernel)
+            self.tests[report.nodeid] = test
         if properties.get(KERNEL_CHOICE):
             test.kernel = str(properties[KERNEL_CHOICE])
             test.id = without_kernel(report.nodeid, test.kernel)
@@ -91,11 +87,15 @@ class ResultsCollector:
         if report.failed:
             if test.outcome in ("failed", "error"):
                 return  # the first failure decides (a teardown error after a failed call)
-            test.outcome = "failed" if report.when == "call" else "error"
+            # An error is the harness's, not the test's: its setup or teardown failed, or its
+            # VM did not start or died under it. Only a test's own failure has a severity.
+            interrupted = properties.get(INTERRUPTED)
+            own = report.when == "call" and interrupted != "error"
+            test.outcome = "failed" if own else "error"
             test.when = report.when
-            test.severity = severity_of(report)
+            test.severity = severity_of(report) if own and interrupted is None else None
             test.message = failure_line(report)
-            test.errnos = errnos_in(str(report.longrepr))
+            test.errnos = errnos_in(crash_message(report))
         elif report.skipped and test.outcome == "passed":
             xfail = hasattr(report, "wasxfail")
             test.outcome = "xfailed" if xfail else "skipped"
@@ -131,6 +131,7 @@ class ResultsCollector:
             qemu=_qemu_version() if self.config.getoption("--target") == "vm" else None,
             kernels=self._kernels(),
             shard=self.config.getoption("--shard"),
+            kernels_asked=list(self.kernel_ids),
         )
 
     def _kernels(self) -> list[KernelInfo]:
@@ -174,4 +175,4 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-__all__ = ["COMMITS_ENV", "ResultsCollector", "without_kernel"]
+__all__ = ["COMMITS_ENV", "ResultsCollector"]

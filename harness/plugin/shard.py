@@ -51,5 +51,11 @@ class Shard:
     def pytest_report_header(self) -> str:
         return f"vfio-harness: shard {self.k}/{self.n}"
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # A part with nothing in it is a normal part of a small selection, not a failed job.
+        if session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK
+
 
 __all__ = ["Shard", "parse_shard", "shard_of"]

@@ -140,8 +140,11 @@ class SuiteRun:
         ready = pytest.CallInfo.from_call(lambda: self._ready(choice, suite), when="setup")
         if ready.excinfo is not None:
             setup = item.ihook.pytest_runtest_makereport(item=item, call=ready)
-            for report in (setup, teardown := _teardown(item)):
-                report.user_properties += [chosen, (INTERRUPTED, "error")]
+            teardown = _teardown(item)
+            for report in (setup, teardown):
+                report.user_properties.append(chosen)
+            if setup.failed:  # not a skip for a VM this machine cannot run
+                setup.user_properties.append((INTERRUPTED, "error"))
             return [setup, teardown], None
         guest, runner = ready.result
         properties = [chosen, *_vm_properties(guest)]

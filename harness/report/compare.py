@@ -2,15 +2,21 @@
 """Two sets of results compared test by test: a run without a patch and one with it, or two
 kernels of one run. What got worse is a regression (a patch CI job gates on them):
 
-    new failure     passed, xpassed or skipped before; failed or errored now
+    incomplete run  the new run did not end by itself (interrupted, an internal error, nothing
+                    reached the driver) or misses shards: what it lacks cannot be compared
+    gone kernel     a kernel of the base that the new side does not have
+    new failure     not failed before (passed, skipped, or an expected failure); failed or
+                    errored now
     known failure   passed before; an expected failure now (a known bug showed up)
     errno changed   failed both times, with other errno names in the failure
     new splat       a kernel splat fingerprint the base did not have for the test
     became skip     ran before (passed, failed or xfailed); skipped now: coverage lost
+    gone test       in the base, not in the new run: coverage lost
 
-and what got better or only changed is listed too: fixed, gone splat, now runs, new test,
-gone test. Tests pair by their id (the node id without the kernel) within a kernel; when the
-two sides have one kernel each, or two kernels are named, those two are paired.
+and what got better or only changed is listed too: fixed (a failure or an expected failure
+that passes now), gone splat, now runs, new test, new kernel. Tests pair by their id (the
+node id without the kernel) within a kernel; when the two sides have one kernel each, or two
+kernels are named, those two are paired.
 """
 
 from __future__ import annotations
@@ -20,8 +26,19 @@ from dataclasses import dataclass
 
 from harness.report.results import BAD_OUTCOMES, Results, TestResult
 
-REGRESSIONS = ("new failure", "known failure", "errno changed", "new splat", "became skip")
-OTHERS = ("fixed", "gone splat", "now runs", "new test", "gone test")
+REGRESSIONS = (
+    "incomplete run",
+    "gone kernel",
+    "new failure",
+    "known failure",
+    "errno changed",
+    "new splat",
+    "became skip",
+    "gone test",
+)
+OTHERS = ("fixed", "gone splat", "now runs", "new test", "new kernel")
+# pytest's exit statuses of a run that ended by itself: 0 all passed, 1 some failed.
+COMPLETE_EXITS = (0, 1)
 KINDS = REGRESSIONS + OTHERS
 _RAN = frozenset({"passed", "xpassed", "failed", "error", "xfailed"})
 
@@ -90,7 +107,7 @@ def compare(
     labels: tuple[str, str] = ("base", "new"),
 ) -> Comparison:
     pairs = kernel_pairs(base, new, kernels)
-    changes: list[Change] = []
+    changes: list[Change] = list(_run_changes(base, new, pairs, explicit=kernels is not None))
     compared = 0
     for base_kernel, new_kernel in pairs:
         kernel = base_kernel if base_kernel == new_kernel else f"{base_kernel} -> {new_kernel}"
@@ -104,6 +121,29 @@ def compare(
     order = {kind: i for i, kind in enumerate(KINDS)}
     changes.sort(key=lambda c: (order[c.kind], c.kernel, c.test))
     return Comparison(labels[0], labels[1], tuple(pairs), tuple(changes), compared)
+
+
+def _run_changes(
+    base: Results, new: Results, pairs: list[tuple[str, str]], *, explicit: bool
+) -> Iterable[Change]:
+    status = new.run.exit_status
+    if status is not None and status not in COMPLETE_EXITS:
+        yield Change("incomplete run", "", "", str(base.run.exit_status), str(status),
+                     f"the new run exited {status}")  # fmt: skip
+    if new.run.missing_shards:
+        yield Change("incomplete run", "", "", "", "", "shards missing: "
+                     + ", ".join(new.run.missing_shards))  # fmt: skip
+    one_each = len(base.kernels()) == 1 and len(new.kernels()) == 1
+    if explicit or one_each:
+        return  # the kernels named, or the one of each side: nothing else was to be paired
+    paired_base = {b for b, _ in pairs}
+    paired_new = {n for _, n in pairs}
+    for kernel in base.kernels():
+        if kernel not in paired_base:
+            yield Change("gone kernel", kernel, "", "", "", "the new run has no results for it")
+    for kernel in new.kernels():
+        if kernel not in paired_new:
+            yield Change("new kernel", kernel, "", "", "")
 
 
 def _state(test: TestResult) -> str:
@@ -124,11 +164,11 @@ def _changes(
         return
     before, after = old.outcome, now.outcome
     change = Change("", kernel, test_id, _state(old), _state(now), now.message or "")
-    if after in BAD_OUTCOMES and before not in BAD_OUTCOMES and before != "xfailed":
+    if after in BAD_OUTCOMES and before not in BAD_OUTCOMES:
         yield _kind(change, "new failure")
     elif after == "xfailed" and before in ("passed", "xpassed"):
         yield _kind(change, "known failure")
-    elif before in BAD_OUTCOMES and after not in BAD_OUTCOMES and after != "skipped":
+    elif before in (*BAD_OUTCOMES, "xfailed") and after in ("passed", "xpassed"):
         yield _kind(change, "fixed")
     elif after in BAD_OUTCOMES and before in BAD_OUTCOMES and old.errnos != now.errnos:
         yield _kind(change, "errno changed")

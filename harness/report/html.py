@@ -10,6 +10,7 @@ as an inline SVG bar chart, and, given a comparison, its changes with regression
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from html import escape
 
@@ -123,7 +124,10 @@ def _counts_section(results: Results) -> str:
 
 
 def _failure_anchor(test: TestResult) -> str:
-    return "f-" + "".join(ch if ch.isalnum() else "-" for ch in f"{test.kernel}-{test.id}")
+    # Readable, and unique: ids that differ only in punctuation ([a/b], [a-b]) differ here.
+    readable = "".join(ch if ch.isalnum() else "-" for ch in f"{test.kernel}-{test.id}")
+    digest = hashlib.sha256(f"{test.kernel}\0{test.id}".encode()).hexdigest()[:8]
+    return f"f-{readable}-{digest}"
 
 
 def _matrix_section(results: Results) -> str:

@@ -4,8 +4,9 @@ one, as if one host had run them all: the tests of every part, the kernels of al
 start and end over all, and an exit status that fails if any part failed.
 
 Parts must not overlap (a test of one kernel in two parts means they were not shards of one
-split), and all must come from one harness version. Which shards of N are missing is told,
-not guessed around: `missing_shards`.
+split), and must come from one harness version and one --kernel list. Shards of N that are
+missing are recorded in the merged run (`missing_shards`), which `compare` then counts as an
+incomplete run.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def merge(parts: Sequence[Results]) -> Results:
     totals = {p.run.shard.split("/")[1] for p in parts if p.run.shard}
     if len(totals) > 1:
         raise MergeError(f"the parts are shards of different splits (N = {sorted(totals)})")
+    asked = {tuple(p.run.kernels_asked) for p in parts}
+    if len(asked) > 1:
+        raise MergeError(f"the parts ran different --kernel lists: {sorted(asked)}")
     tests: dict[tuple[str, str], TestResult] = {}
     for part in parts:
         for test in part.tests:
@@ -81,6 +85,8 @@ def merge(parts: Sequence[Results]) -> Results:
         qemu=next((p.run.qemu for p in parts if p.run.qemu), None),
         kernels=_kernels(parts),
         shard=f"merged {','.join(shards)}" if shards else None,
+        missing_shards=missing_shards(parts),
+        kernels_asked=list(first.kernels_asked),
     )
     return Results(run, sorted(tests.values(), key=lambda t: t.key))
 

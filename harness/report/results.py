@@ -4,7 +4,8 @@ and for CI systems. The schema is versioned: a reader refuses a version it does 
 
     {"schema": "vfio-harness-results", "version": 1,
      "run": {harness, python, host, started, finished, exit_status, command, firmware,
-             driver, qemu, kernels: [{choice, release, accelerator, commit}], shard},
+             driver, qemu, kernels: [{choice, release, accelerator, commit}], shard,
+             missing_shards, kernels_asked},
      "tests": [{id, nodeid, kernel, release, iommu_mode, accelerator, outcome, when,
                 severity, area, reaches_driver, duration_s, message, errnos,
                 splats: [{kind, fingerprint, headline}], interrupted, known}]}
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,9 @@ class RunInfo:
     driver: str | None = None
     qemu: str | None = None
     kernels: list[KernelInfo] = field(default_factory=list)
-    shard: str | None = None  # "K/N" for one shard of a split run
+    shard: str | None = None  # "K/N" for one shard of a split run ("merged ..." when joined)
+    missing_shards: list[str] = field(default_factory=list)  # of a merge that lacks some
+    kernels_asked: list[str] = field(default_factory=list)  # --kernel's ids, as given
 
 
 @dataclass
@@ -126,6 +130,24 @@ class Results:
         scratch = path.with_name(f".{path.name}.tmp")
         scratch.write_text(self.to_json())
         scratch.replace(path)
+
+
+def without_kernel(nodeid: str, kernel: str) -> str:
+    """The node id without the kernel's part of its parameters (the kernel is the last)."""
+    if nodeid.endswith(f"[{kernel}]"):
+        return nodeid[: -len(kernel) - 2]
+    if nodeid.endswith(f"-{kernel}]"):
+        return nodeid[: -len(kernel) - 2] + "]"
+    return nodeid
+
+
+def kernel_of_nodeid(nodeid: str, kernels: Iterable[str]) -> str | None:
+    """Which of `kernels` (ids as --kernel named them) the node id was collected for: for a
+    report that carries no properties (an xdist worker that crashed under it)."""
+    for kernel in sorted(kernels, key=len, reverse=True):  # custom-debug before debug
+        if without_kernel(nodeid, kernel) != nodeid:
+            return kernel
+    return None
 
 
 def errnos_in(message: str | None) -> list[str]:
@@ -178,5 +200,7 @@ __all__ = [
     "TestResult",
     "errnos_in",
     "from_dict",
+    "kernel_of_nodeid",
     "load",
+    "without_kernel",
 ]

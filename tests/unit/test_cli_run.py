@@ -93,6 +93,15 @@ def test_an_option_value_is_not_taken_for_a_test_path(tmp_path: Path) -> None:
     assert argv[-4:] == ["-k", "test_info.py", "-p", "no:x"]
 
 
+def test_values_of_options_no_list_knows_pass_through(tmp_path: Path) -> None:
+    suite = suite_in(tmp_path)
+    given = ["--", "--ktap", "out.ktap", "--lfnf", "none", "-xk", "info", "--vm-memory", "4096"]
+    args = cli.build_parser().parse_args(["run", *given])
+    argv = run_command.pytest_command(args, suite, REPORTS)
+    assert argv[3] == str(suite)
+    assert argv[-8:] == given[1:]
+
+
 def test_a_test_path_that_is_not_in_the_suite_is_a_usage_error(tmp_path: Path) -> None:
     suite = suite_in(tmp_path)
     args = cli.build_parser().parse_args(["run", "--", "test_nothing.py"])

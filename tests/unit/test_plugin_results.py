@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin.results import without_kernel
-from harness.report.results import load
+from harness.report.results import load, without_kernel
 
 pytest_plugins = ["pytester"]
 

@@ -82,7 +82,7 @@ def test_regressions_come_first_and_say_what_changed() -> None:
     kinds = [c.kind for c in comparison.changes]
     assert kinds.index("became skip") < kinds.index("fixed")
     assert {c.kind for c in comparison.regressions} == {
-        "new failure", "known failure", "errno changed", "new splat", "became skip"
+        "new failure", "known failure", "errno changed", "new splat", "became skip", "gone test"
     }  # fmt: skip
     table = render_table(comparison)
     assert "passed -> failed (ENOTTY)" in table
@@ -110,6 +110,28 @@ def test_two_kernels_of_one_run_or_one_kernel_each() -> None:
         compare(run, run, kernels=("bookworm", "sid"))
     with pytest.raises(CompareError, match="share no kernel"):
         compare(run, results(result("a", kernel="x"), result("a", kernel="y")))
+
+
+def test_a_known_failure_that_errors_now_or_passes_now() -> None:
+    base = results(result("t.py::a", "xfailed"), result("t.py::b", "xfailed"))
+    new = results(result("t.py::a", "error"), result("t.py::b", "passed"))
+    assert [(c.kind, c.test) for c in compare(base, new).changes] == [
+        ("new failure", "t.py::a"), ("fixed", "t.py::b")
+    ]  # fmt: skip
+
+
+def test_an_incomplete_run_and_a_gone_kernel_are_regressions() -> None:
+    base = results(result("t.py::a", kernel="bookworm"), result("t.py::a", kernel="sid"))
+    new = results(result("t.py::a", kernel="bookworm"), result("t.py::a", kernel="trixie"))
+    new.run.exit_status = 2  # interrupted: half its tests never ran
+    new.run.missing_shards = ["2/4"]
+    comparison = compare(base, new)
+    assert [(c.kind, c.kernel) for c in comparison.changes] == [
+        ("incomplete run", ""), ("incomplete run", ""), ("gone kernel", "sid"),
+        ("new kernel", "trixie"),
+    ]  # fmt: skip
+    assert "the new run exited 2" in render_table(comparison)
+    assert "shards missing: 2/4" in render_table(comparison)
 
 
 def test_errno_names_are_taken_from_messages() -> None:

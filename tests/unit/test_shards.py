@@ -42,6 +42,12 @@ def test_the_shards_are_disjoint_and_cover_the_run(pytester: pytest.Pytester) ->
     assert parts[0] == ran(pytester, "--shard=1/3")  # stable
 
 
+def test_an_empty_shard_is_a_green_job(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_only():\n    pass\n")
+    statuses = [pytester.runpytest(f"--shard={k}/4").ret for k in (1, 2, 3, 4)]
+    assert sorted(statuses) == [pytest.ExitCode.OK] * 4  # three of them ran nothing
+
+
 def test_bad_shards_are_usage_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_s=TESTS)
     for value in ("0/3", "4/3", "a/b", "3"):
