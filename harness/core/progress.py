@@ -3,14 +3,22 @@
 
 Builders take `progress: Progress = stderr_progress`; libraries that should stay quiet unless
 asked take `quiet`.
+
+Work that counts (objects compiled, packages set up) reports how far it is: `heartbeat_every()`
+says how often (often on a terminal, now and then in a CI log), and `LastTotals` remembers
+what the last complete run of the same job counted, so that `how_far` can give a percentage
+and an estimate of the time left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 Progress = Callable[[str], None]
 
@@ -30,3 +38,55 @@ def phase(progress: Progress, label: str, name: str) -> Iterator[None]:
     start = time.monotonic()
     yield
     progress(f"{label}: {name} ... {time.monotonic() - start:.1f} s")
+
+
+TERMINAL_INTERVAL = 5.0  # seconds between progress lines on a terminal
+LOG_INTERVAL = 30.0  # and in a log (CI), where every line stays
+
+
+def heartbeat_every() -> float:
+    return TERMINAL_INTERVAL if sys.stderr.isatty() else LOG_INTERVAL
+
+
+def duration(seconds: float) -> str:
+    """'4m05s', or '37s'."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
+
+
+def how_far(done: int, total: int | None, elapsed: float, unit: str) -> str:
+    """'812 of 1555 objects (52%), about 3m50s left', or '812 objects' without a total (or
+    past it: this run does more than the last one did)."""
+    if not total or done > total:
+        return f"{done} {unit}"
+    text = f"{done} of {total} {unit} ({100 * done // total}%)"
+    if done and elapsed > 0:
+        text += f", about {duration(elapsed * (total - done) / done)} left"
+    return text
+
+
+class LastTotals:
+    """How much the last complete run of each job counted, in a JSON file (one writer at a
+    time is not needed: the last complete run wins, and a lost update only loses an estimate)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def get(self, job: str) -> int | None:
+        return self._read().get(job)
+
+    def record(self, job: str, total: int) -> None:
+        data = self._read()
+        data[job] = total
+        scratch = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            scratch.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            scratch.replace(self.path)

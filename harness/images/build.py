@@ -199,6 +199,7 @@ def _build(
                 f"Check the recipe's packages exist in {recipe.suite} and that {mirror.uri} is "
                 "reachable (or set HARNESS_DEBIAN_MIRROR). mmdebstrap needs root or "
                 "unprivileged user namespaces.",
+                watch=(f"mmdebstrap:{recipe.name}", progress),
             )
         with phase(progress, recipe.name, "kernel"):
             kernel = installed_kernel(tree)
