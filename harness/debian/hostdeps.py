@@ -42,8 +42,9 @@ PROFILES: dict[str, tuple[str, ...]] = {
     ),
     # UEFI guests (harness/firmware): OVMF, the ESP's FAT filesystem written with mtools, and
     # debugfs to read the image's signed kernel out of its root disk.
-    # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py).
-    "report": ("chromium",),
+    # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py), and
+    # the LAVA job against LAVA's own schema (tests/unit/test_report_lava.py).
+    "report": ("chromium", "lava-common"),
     "firmware": (
         "ovmf",
         "dosfstools",
