@@ -20,6 +20,7 @@ The README's "results.json" section documents every field.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from collections.abc import Iterable
@@ -32,7 +33,8 @@ SCHEMA_VERSION = 1
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 BAD_OUTCOMES = frozenset({"failed", "error"})
 _ERRNO = re.compile(r"\bE[A-Z0-9]{2,15}\b")
-_ERRNO_NAMES_NOT = frozenset({"EOF", "ERROR", "EXIT", "ENV"})
+# Only real errno names: a failure's text also holds register dumps (EFLAGS) and the like.
+_ERRNO_NAMES = frozenset(errno.errorcode.values())
 
 
 class ResultsError(ValueError):
@@ -152,7 +154,7 @@ def kernel_of_nodeid(nodeid: str, kernels: Iterable[str]) -> str | None:
 
 def errnos_in(message: str | None) -> list[str]:
     """Errno names a failure message mentions, in order, once each."""
-    found = [m for m in _ERRNO.findall(message or "") if m not in _ERRNO_NAMES_NOT]
+    found = [m for m in _ERRNO.findall(message or "") if m in _ERRNO_NAMES]
     return list(dict.fromkeys(found))
 
 

@@ -138,6 +138,7 @@ def test_errno_names_are_taken_from_messages() -> None:
     assert errnos_in("expected EINVAL or ENOTTY, got EFAULT (EINVAL)") == ["EINVAL", "ENOTTY",
                                                                           "EFAULT"]  # fmt: skip
     assert errnos_in("AssertionError: ERROR in EOF") == []
+    assert errnos_in("RIP: 0010:hmdev_reset EFLAGS: 00010246 (EIO)") == ["EIO"]
 
 
 def test_results_json_round_trips_and_other_versions_are_refused(tmp_path: Path) -> None:
