@@ -60,6 +60,7 @@ def mmdebstrap_argv(
     """The mmdebstrap command line that bootstraps `recipe` into the directory `tree`."""
     argv = [
         "mmdebstrap",
+        "--verbose",  # apt's and dpkg's lines in the log: the heartbeat counts packages set up
         f"--variant={recipe.variant}",
         "--include=" + ",".join(recipe.all_packages()),
         # sid's Release is often past its Valid-Until by the time it is used.
@@ -74,6 +75,9 @@ def mmdebstrap_argv(
     source = f"deb [signed-by={mirror.keyring}] {mirror.uri} {recipe.suite} main"
     argv += [recipe.suite, str(tree), source]
     return argv
+
+
+STEP_WIDTH = 60
 
 
 class LogWatch:
@@ -93,8 +97,10 @@ class LogWatch:
             lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             return 0, ""
-        step = next((line for line in reversed(lines) if line.startswith("I: ")), "")
-        return sum(line.startswith("Setting up ") for line in lines), step[3:]
+        step = next((line for line in reversed(lines) if line.startswith("I: ")), "")[3:]
+        if len(step) > STEP_WIDTH:  # a hook's whole command line
+            step = step[: STEP_WIDTH - 3] + "..."
+        return sum(line.startswith("Setting up ") for line in lines), step
 
     def _beat(self) -> None:
         while not self._done.wait(heartbeat_every()):
