@@ -90,7 +90,8 @@ def fake_vmlinux(release: str = RELEASE, *, pvh: bool = True, config: str | None
     phdr = struct.pack("<IIQQQQQQ", 4, 4, 64 + 56, 0, 0, len(notes), len(notes), 4)
     body = notes + b"%s Linux version %s\0" + f"Linux version {release} (dev@box) #1 SMP\0".encode()
     if config is not None:
-        body += b"IKCFG_ST" + gzip.compress(config.encode()) + b"IKCFG_ED"
+        # mtime=0: the same config gives the same bytes, whichever second it is made in.
+        body += b"IKCFG_ST" + gzip.compress(config.encode(), mtime=0) + b"IKCFG_ED"
     return header + phdr + body + bytes(4096)
 
 
