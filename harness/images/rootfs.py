@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.cache import cache_dir
-from harness.core.progress import LastTotals, Progress, duration, heartbeat_every, how_far
+from harness.core.progress import (
+    LastTotals,
+    Progress,
+    clear_status,
+    duration,
+    heartbeat_every,
+    heartbeat_line,
+)
 from harness.debian import DebianMirror
 from harness.images.recipe import Recipe
 
@@ -106,8 +113,10 @@ class LogWatch:
         while not self._done.wait(heartbeat_every()):
             elapsed = time.monotonic() - self.started
             done, step = self.count()
-            line = f"{self.what}: {how_far(done, self.total, elapsed, 'packages set up')}, "
-            self.progress(line + f"{duration(elapsed)} elapsed" + (f"; {step}" if step else ""))
+            rest = f"{duration(elapsed)} elapsed" + (f"; {step}" if step else "")
+            self.progress(
+                heartbeat_line(self.what, done, self.total, elapsed, "packages set up", rest)
+            )
 
     def __enter__(self) -> LogWatch:
         self._thread.start()
@@ -116,6 +125,7 @@ class LogWatch:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+        clear_status()  # a failure's message starts on a line of its own
 
     def finished(self) -> None:
         """The command succeeded: its count is the next run's total."""

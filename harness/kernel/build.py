@@ -12,9 +12,10 @@ Steps, each a progress line with its elapsed time:
            (vm_images/kernels/: base.config, debug.config, or your own), `make olddefconfig`,
            then every fragment line checked against the result (kernel_fragments.py)
   build    out of tree in `<cache>/kernel-builds/<source>-<hash of the final .config>/`
-           (O=), `make -j$(nproc)` with ccache when installed; a heartbeat line (every 5 s
-           on a terminal, 30 s in a log) with the objects compiled so far, and for a build
-           from scratch the share of the last such build's count and the time left
+           (O=), `make -j$(nproc)` with ccache when installed; a heartbeat (on a terminal a
+           bar redrawn every 5 s, in a log a line every 30 s) with the objects compiled so
+           far, and for a build from scratch the share of the last such build's count and
+           the time left
 
 The build directory is kept between runs and keyed by the merged config, so a second build
 of the same source and config only recompiles what changed (kbuild's own dependency
@@ -47,8 +48,9 @@ from harness.core.cached_build import cached_build
 from harness.core.progress import (
     LastTotals,
     Progress,
+    clear_status,
     heartbeat_every,
-    how_far,
+    heartbeat_line,
     stderr_progress,
 )
 from harness.core.records import write_record
@@ -346,9 +348,9 @@ def _make(
     def heartbeat() -> None:
         while not done.wait(heartbeat_every()):
             elapsed = time.monotonic() - started
+            rest = f"{_elapsed(started)} elapsed, at {state.last}"
             progress(
-                f"kernel build: {how_far(state.compiled, total, elapsed, 'objects')}, "
-                f"{_elapsed(started)} elapsed, at {state.last}"
+                heartbeat_line("kernel build", state.compiled, total, elapsed, "objects", rest)
             )
 
     beat = threading.Thread(target=heartbeat, daemon=True)
@@ -380,6 +382,7 @@ def _make(
         finally:
             done.set()
             beat.join()
+            clear_status()  # a failure's message starts on a line of its own
     seconds = time.monotonic() - started
     if returncode != 0:
         tail = "".join(
