@@ -27,6 +27,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     job.add_argument("--image", required=True, help="URL of the root filesystem to boot")
     job.add_argument("--shard", default="1/1", metavar="K/N")
     job.add_argument("--name", default="vfio-harness")
+    job.add_argument("--kernel", metavar="URL", help="boot this kernel directly (-kernel)")
+    job.add_argument("--initrd", metavar="URL", help="with this initrd (-initrd)")
+    job.add_argument("--append", default="", metavar="CMDLINE", help="the kernel command line")
+    job.add_argument(
+        "--rootfs-format",
+        choices=("ext4",),
+        help="the image is this filesystem: LAVA writes its test overlay (and --file) into it, "
+        "rather than on a disk the guest must mount by UUID (which needs udev)",
+    )
+    job.add_argument(
+        "--file",
+        action="append",
+        default=[],
+        metavar="PATH=URL",
+        help="put URL at PATH in the image (a .tar is unpacked into PATH); needs --rootfs-format",
+    )
+    job.add_argument(
+        "--setup",
+        action="append",
+        default=[],
+        metavar="COMMAND",
+        help="a command before the run, such as loading the driver (repeatable)",
+    )
+    job.add_argument(
+        "--no-login",
+        dest="login",
+        action="store_false",
+        help="the console shows a shell prompt at once: no login prompt to answer",
+    )
+    job.add_argument("--prompt", default="root@", help="the shell prompt LAVA waits for")
+    job.add_argument(
+        "--pip-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="for pip install of the wheel (--pip-option=--no-index ...): a lab without PyPI",
+    )
     job.add_argument(
         "run_options",
         nargs=argparse.REMAINDER,
@@ -48,8 +85,30 @@ def _job(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     options = args.run_options[1:] if args.run_options[:1] == ["--"] else args.run_options
-    spec = JobSpec(args.wheel, args.image, args.shard, tuple(options) or ("--target", "local"),
-                   args.name)  # fmt: skip
+    files = {}
+    for item in args.file:
+        path, equals, url = item.partition("=")
+        if not equals or not path.startswith("/") or not url:
+            raise UsageError(f"--file {item}: give PATH=URL, PATH absolute on the device")
+        files[path] = url
+    if files and not args.rootfs_format:
+        raise UsageError("--file needs --rootfs-format: LAVA writes the files into the image")
+    spec = JobSpec(
+        args.wheel,
+        args.image,
+        args.shard,
+        tuple(options) or ("--target", "local"),
+        args.name,
+        prompt=args.prompt,
+        kernel=args.kernel,
+        initrd=args.initrd,
+        append=args.append,
+        rootfs_format=args.rootfs_format,
+        files=files,
+        setup=tuple(args.setup),
+        login=args.login,
+        pip_options=tuple(args.pip_option),
+    )
     sys.stdout.write(job_text(spec))
     return 0
 

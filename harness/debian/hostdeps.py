@@ -42,15 +42,18 @@ PROFILES: dict[str, tuple[str, ...]] = {
     ),
     # UEFI guests (harness/firmware): OVMF, the ESP's FAT filesystem written with mtools, and
     # debugfs to read the image's signed kernel out of its root disk.
-    # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py), and
-    # the LAVA job against LAVA's own schema (tests/unit/test_report_lava.py).
-    "report": ("chromium", "lava-common"),
     "firmware": (
         "ovmf",
         "dosfstools",
         "mtools",
         "e2fsprogs",
     ),
+    # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py), and
+    # the LAVA job against LAVA's own schema (tests/unit/test_report_lava.py).
+    "report": ("chromium", "lava-common"),
+    # LAVA's dispatcher runs our job for real (tests/lava, `tox -e lava`); it writes the test
+    # overlay into the image with libguestfs, and reads it back with debugfs.
+    "lava": ("lava-dispatcher", "e2fsprogs"),
     # Kernels built from source (harness/kernel/build.py): kbuild's host tools, objtool's
     # libelf, sign-file's libssl, and ccache for rebuilds.
     "kernel": (

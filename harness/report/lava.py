@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from harness.report.results import Results
 
@@ -42,6 +43,19 @@ class JobSpec:
     name: str = "vfio-harness"
     timeout_minutes: int = 90
     prompt: str = "root@"
+    # A kernel (and initrd) booted directly, with its command line, for images without a
+    # boot loader (ours); None: the image boots itself.
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str = ""
+    # The root filesystem's format ("ext4"): LAVA then writes its test overlay into the image
+    # itself (and `files` beside it) instead of attaching a second disk the guest mounts by
+    # UUID, which needs udev in the guest.
+    rootfs_format: str | None = None
+    files: Mapping[str, str] = field(default_factory=dict)  # path on the device: URL
+    setup: Sequence[str] = ()  # commands before the run (load the driver under test)
+    login: bool = True  # a login prompt on the console (auto_login); False: a shell already
+    pip_options: Sequence[str] = ()  # ("--no-index", "--find-links", DIR): a lab without PyPI
 
 
 def lava_name(text: str) -> str:
@@ -51,8 +65,9 @@ def lava_name(text: str) -> str:
 def test_definition(spec: JobSpec) -> dict[str, object]:
     """The inline Lava-Test Test Definition that installs, runs and reports."""
     harness = f"{VENV}/bin/vfio-harness"
-    run = " ".join([harness, "run", *spec.run_options, "--shard", "$SHARD",
-                    "--reports", REPORTS])  # fmt: skip
+    # Ours before the user's options: theirs may end in `-- PYTEST-OPTIONS`.
+    run = " ".join([harness, "run", "--shard", "$SHARD", "--reports", REPORTS,
+                    *(shlex.quote(option) for option in spec.run_options)])  # fmt: skip
     return {
         "metadata": {
             "format": "Lava-Test Test Definition 1.0",
@@ -61,9 +76,13 @@ def test_definition(spec: JobSpec) -> dict[str, object]:
         },
         "run": {
             "steps": [
-                "apt-get install -y python3-venv",
+                *spec.setup,
+                # python3-venv only where it is missing (Debian images often lack package
+                # lists too).
+                "python3 -c 'import ensurepip' 2>/dev/null"
+                " || { apt-get update -q && apt-get install -y -q python3-venv; }",
                 f"python3 -m venv {VENV}",
-                f"{VENV}/bin/pip install $WHEEL",
+                " ".join([f"{VENV}/bin/pip", "install", "--quiet", *spec.pip_options, "$WHEEL"]),
                 # The run's own exit status is in results.json; the cases carry the verdict.
                 f"{run} || true",
                 f"{harness} lava cases {REPORTS}",
@@ -72,6 +91,40 @@ def test_definition(spec: JobSpec) -> dict[str, object]:
         },
         "params": {"SHARD": spec.shard, "WHEEL": spec.wheel},
     }
+
+
+def _images(spec: JobSpec) -> dict[str, object]:
+    rootfs: dict[str, object] = {
+        "url": spec.image,
+        "image_arg": "-drive format=raw,if=virtio,file={rootfs}",
+    }
+    if spec.rootfs_format:
+        overlays: dict[str, object] = {"lava": True}
+        for number, (path, url) in enumerate(sorted(spec.files.items())):
+            kind = "tar" if url.endswith(".tar") else "file"  # LAVA unpacks a tar into path
+            overlays[f"file{number}"] = {"url": url, "format": kind, "path": path}
+        rootfs |= {"format": spec.rootfs_format, "overlays": overlays}
+    elif spec.files:
+        raise ValueError("files on the device need rootfs_format: LAVA writes them into it")
+    images: dict[str, object] = {"rootfs": rootfs}
+    if spec.kernel:
+        append = f" -append {shlex.quote(spec.append)}" if spec.append else ""
+        images["kernel"] = {"url": spec.kernel, "image_arg": "-kernel {kernel}" + append}
+    if spec.initrd:
+        images["initrd"] = {"url": spec.initrd, "image_arg": "-initrd {initrd}"}
+    return images
+
+
+def _boot(spec: JobSpec) -> dict[str, object]:
+    boot: dict[str, object] = {
+        "method": "qemu",
+        "media": "tmpfs",
+        "timeout": {"minutes": 10},
+        "prompts": [spec.prompt],
+    }
+    if spec.login:
+        boot["auto_login"] = {"login_prompt": "login:", "username": "root"}
+    return boot
 
 
 def job(spec: JobSpec) -> dict[str, object]:
@@ -84,31 +137,13 @@ def job(spec: JobSpec) -> dict[str, object]:
         "timeouts": {
             "job": {"minutes": spec.timeout_minutes + 30},
             "action": {"minutes": spec.timeout_minutes},
-            "connection": {"minutes": 2},
+            # The longest a test may print nothing: one test can take minutes in a slow VM.
+            "connection": {"minutes": 10},
         },
         "context": {"arch": "amd64", "cpu": "max", "memory": 4096, "extra_options": ["-smp 2"]},
         "actions": [
-            {
-                "deploy": {
-                    "to": "tmpfs",
-                    "timeout": {"minutes": 15},
-                    "images": {
-                        "rootfs": {
-                            "url": spec.image,
-                            "image_arg": "-drive format=raw,file={rootfs}",
-                        }
-                    },
-                }
-            },
-            {
-                "boot": {
-                    "method": "qemu",
-                    "media": "tmpfs",
-                    "timeout": {"minutes": 10},
-                    "prompts": [spec.prompt],
-                    "auto_login": {"login_prompt": "login:", "username": "root"},
-                }
-            },
+            {"deploy": {"to": "tmpfs", "timeout": {"minutes": 15}, "images": _images(spec)}},
+            {"boot": _boot(spec)},
             {
                 "test": {
                     "timeout": {"minutes": spec.timeout_minutes},

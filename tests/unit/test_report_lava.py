@@ -4,6 +4,7 @@ and a run's results become one lava-test-case per test, in a test set per kernel
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -50,8 +51,45 @@ def test_the_job_command_prints_the_job(capsys: pytest.CaptureFixture[str]) -> N
             "--kernel", "all"]  # fmt: skip
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "run --kernel all --shard $SHARD" in out
+    assert "run --shard $SHARD --reports /tmp/vfio-harness-reports --kernel all" in out
     assert cli.main(["lava", "job", "--wheel", "w", "--image", "r", "--shard", "3/2"]) == 64
+    no_format = ["lava", "job", "--wheel", "w", "--image", "r", "--file", "/root/x=file:///x"]
+    assert cli.main(no_format) == 64
+    assert cli.main([*no_format[:-1], "root/x=file:///x", "--rootfs-format", "ext4"]) == 64
+
+
+def test_a_job_booting_a_kernel_with_files_in_the_image_passes_lavas_schema(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["lava", "job", "--wheel", "/root/w/vfio_harness.whl", "--image", "file:///r.img",
+            "--kernel", "file:///vmlinux", "--initrd", "file:///initrd.img",
+            "--append", "console=ttyS0 harness.shell=ttyS0", "--rootfs-format", "ext4",
+            "--file", "/root/w=file:///w.tar", "--file", "/root/m.ko=file:///m.ko",
+            "--setup", "insmod /root/m.ko", "--no-login", "--prompt", "root@harness-guest",
+            "--pip-option=--no-index", "--pip-option=--find-links=/root/w",
+            "--", "--target", "local", "--", "-k", "test_info or test_regions"]  # fmt: skip
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    checked = lava_validate(text)
+    assert checked.returncode == 0, checked.stderr
+    job = json.loads(text)
+    deploy, boot, test = (action for action in job["actions"])
+    images = deploy["deploy"]["images"]
+    assert images["kernel"]["image_arg"] == (
+        "-kernel {kernel} -append 'console=ttyS0 harness.shell=ttyS0'"
+    )
+    assert images["initrd"]["image_arg"] == "-initrd {initrd}"
+    assert images["rootfs"]["format"] == "ext4"
+    assert images["rootfs"]["overlays"] == {
+        "lava": True,
+        "file0": {"url": "file:///m.ko", "format": "file", "path": "/root/m.ko"},
+        "file1": {"url": "file:///w.tar", "format": "tar", "path": "/root/w"},
+    }
+    assert "auto_login" not in boot["boot"] and boot["boot"]["prompts"] == ["root@harness-guest"]
+    steps = test["test"]["definitions"][0]["repository"]["run"]["steps"]
+    assert steps[0] == "insmod /root/m.ko"
+    assert "install --quiet --no-index --find-links=/root/w $WHEEL" in " ".join(steps)
+    assert "--target local -- -k 'test_info or test_regions'" in " ".join(steps)
 
 
 def test_results_become_test_cases_per_kernel(
