@@ -14,8 +14,11 @@ from typing import NoReturn, cast
 
 from harness import __version__
 from harness.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from harness.commands import compare as compare_commands
 from harness.commands import kmod as kmod_commands
+from harness.commands import lava as lava_commands
 from harness.commands import mdev as mdev_commands
+from harness.commands import merge as merge_commands
 from harness.commands import paths as paths_commands
 from harness.commands import run as run_commands
 from harness.commands import uapi as uapi_commands
@@ -62,6 +65,9 @@ def build_parser() -> _Parser:
     )
 
     run_commands.register(commands)
+    compare_commands.register(commands)
+    merge_commands.register(commands)
+    lava_commands.register(commands)
 
     setup = commands.add_parser("setup", help="install the Debian packages the harness needs")
     setup.add_argument(

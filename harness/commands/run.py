@@ -16,23 +16,31 @@ default image's root filesystem. Our module is built against such a kernel's bui
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.cli_errors import UsageError, UserError
+from harness.commands import pytest_args
 from harness.commands.child import run_to_end
 from harness.commands.preflight import PROFILE_FILE, check_device
 from harness.commands.run_options import check_options, expected_capabilities
 from harness.commands.run_prepare import Prepared, prepare, progress, recipe_builds
-
-if TYPE_CHECKING:
-    pass
+from harness.core.cache import cache_root
 
 SUITE_ENV = "HARNESS_SUITE"
 DEFAULT_KERNEL = "bookworm"
+RESULTS_FILE = "results.json"
+VM_FOOTPRINT = 3 << 29  # 1.5 GiB: a guest's 1 GiB and QEMU's own, a VM of -n auto
+HTML_FILE = "report.html"
+LATEST = "latest"  # the default reports folder's link to the last run
+REPORTS_ROOT = "vfio-harness-reports"
+REPORT_FILES = ("junit.xml", "results.ktap", RESULTS_FILE, HTML_FILE, "verdicts.json",
+                "profile.json")  # fmt: skip
+PYTEST_CACHE = "pytest"  # pytest's cache_dir (--lf, --ff), in the harness's cache
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,7 +77,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="vm",
         help="run in disposable VMs (default) or on this host's devices",
     )
-    run.add_argument("-n", "--workers", type=int, default=1, help="parallel VMs (default 1)")
+    run.add_argument(
+        "-n",
+        "--workers",
+        type=workers_arg,
+        default=1,
+        help="parallel VMs per run (default 1; auto: one per core, as memory allows)",
+    )
     run.add_argument("--reports", type=Path, default=None, help="where reports go")
     run.add_argument("--mdev-type", help="mdev type to test (default: our module's small type)")
     run.add_argument("--mdev-parent", help="parent device of --mdev-type")
@@ -124,8 +138,39 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="CERT",
         help="the certificate of --signing-key (PEM or DER)",
     )
+    run.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N stable parts of the tests x kernels (vfio-harness merge joins "
+        "the parts' reports)",
+    )
     run.add_argument("pytest_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_suite)
+
+
+def workers_arg(value: str) -> int:
+    """-n N, or auto: one VM per core, as many as the memory available now holds."""
+    if value != "auto":
+        try:
+            return int(value)  # check_options refuses less than 1
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: a number, or auto") from None
+    cores = len(os.sched_getaffinity(0))
+    available = _mem_available()
+    if available is None:
+        return cores
+    return max(1, min(cores, available // VM_FOOTPRINT))
+
+
+def _mem_available() -> int | None:
+    """MemAvailable (free memory plus what the page cache would give back), in bytes."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def suite_dir() -> Path:
@@ -163,6 +208,24 @@ def build_kernel_tree(path: Path, fragments: list[str]) -> Path:
         raise UserError(str(exc)) from None
 
 
+def tree_commit(tree: Path) -> str | None:
+    """The commit a kernel tree is at ("-dirty" when it has changes), if it is a git checkout."""
+
+    def git(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(tree), *argv], check=False, capture_output=True, text=True
+        )
+
+    try:
+        head = git("rev-parse", "--verify", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("diff", "--quiet", "HEAD").returncode != 0
+    except OSError:  # no git installed
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
 def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
     """--kernel's value for pytest: the --kernel names, then the --kernel-tree build."""
     kernels = [args.kernel] if args.kernel else []
@@ -174,10 +237,20 @@ def kernel_spec(args: argparse.Namespace, tree_build: Path | None) -> str:
 def pytest_command(
     args: argparse.Namespace, suite: Path, reports: Path, kernels: str = DEFAULT_KERNEL
 ) -> list[str]:
-    command = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider"]
+    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    try:
+        given = pytest_args.split(
+            list(extra), cwd=Path.cwd(), rootdir=suite_rootdir(suite), suite=suite
+        )
+    except pytest_args.SelectorError as exc:
+        raise UsageError(str(exc)) from None
+    command = [sys.executable, "-m", "pytest", *(given.selectors or [str(suite)])]
+    # --lf and --ff need pytest's cache: in ours, as the suite may be read-only (installed).
+    command += ["-o", f"cache_dir={cache_root() / PYTEST_CACHE}"]
     command += [f"--rootdir={suite_rootdir(suite)}", f"--guest-suite={suite}"]
     command += [f"--junitxml={reports / 'junit.xml'}", f"--ktap={reports / 'results.ktap'}"]
     command.append(f"--verdicts={reports / 'verdicts.json'}")
+    command.append(f"--results={reports / RESULTS_FILE}")
     command.append(f"--target={args.target}")
     if args.target == "vm":
         command.append(f"--kernel={kernels}")
@@ -201,8 +274,9 @@ def pytest_command(
     if args.expect:
         command.append(f"--expect={args.expect}")
     command += firmware_options(args)
-    extra = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
-    return command + list(extra)
+    if args.shard:
+        command.append(f"--shard={args.shard}")
+    return command + list(given.options)
 
 
 def firmware_options(args: argparse.Namespace) -> list[str]:
@@ -215,20 +289,64 @@ def firmware_options(args: argparse.Namespace) -> list[str]:
     return options
 
 
+def new_reports_dir(root: Path) -> Path:
+    """root/<time>, or root/<time>-N when a run started in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, number = root / stamp, 1
+    while candidate.exists():
+        number += 1
+        candidate = root / f"{stamp}-{number}"
+    return candidate
+
+
+def clear_reports(reports: Path) -> None:
+    for name in REPORT_FILES:
+        (reports / name).unlink(missing_ok=True)
+
+
+def write_html_report(reports: Path) -> Path | None:
+    """report.html from the run's results.json (None when pytest wrote none)."""
+    from harness.report.html import render
+    from harness.report.results import ResultsError, load
+
+    try:
+        results = load(reports / RESULTS_FILE)
+    except ResultsError:
+        return None
+    path = reports / HTML_FILE
+    path.write_text(render(results, title=f"vfio-harness run {reports.name}"))
+    return path
+
+
+def point_latest_at(reports: Path) -> None:
+    """<reports folder>/latest -> this run's folder, replaced in one rename."""
+    link = reports.parent / LATEST
+    scratch = reports.parent / f".{LATEST}.{os.getpid()}"
+    scratch.unlink(missing_ok=True)
+    scratch.symlink_to(reports.name)
+    scratch.replace(link)
+
+
 def run_suite(args: argparse.Namespace) -> int:
     check_options(args)
     expected = expected_capabilities(args.expect)
     suite = suite_dir()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    reports = (args.reports or Path.cwd() / "vfio-harness-reports" / stamp).resolve()
+    reports = (args.reports or new_reports_dir(Path.cwd() / REPORTS_ROOT)).resolve()
+    clear_reports(reports)  # a reused --reports folder must not show an earlier run's
     consoles = reports / "consoles"
     consoles.mkdir(parents=True, exist_ok=True)
     kernels = DEFAULT_KERNEL
     prepared: list[Prepared] = []
+    commits: dict[str, str] = {}
     if args.target == "vm":
         tree_build = None
         if args.kernel_tree is not None:
             tree_build = build_kernel_tree(args.kernel_tree, args.config_fragment)
+            commit = tree_commit(args.kernel_tree)
+            if commit is not None:
+                from harness.kernel.choice import parse_kernels
+
+                commits[parse_kernels(str(tree_build))[0].id] = commit
         kernels = kernel_spec(args, tree_build)
         prepared = prepare(
             kernels,
@@ -243,17 +361,26 @@ def run_suite(args: argparse.Namespace) -> int:
 
     # pytest boots the recipe kernels built above as they are (no second make).
     env = {**os.environ, CONSOLE_DIR_ENV: str(consoles), **prepared_env(recipe_builds(prepared))}
+    if commits:
+        from harness.plugin.results import COMMITS_ENV
+
+        env[COMMITS_ENV] = json.dumps(commits)
     started = time.monotonic()
     # pytest runs where the suite's rootdir is, so that test paths after -- read the same
     # (tests/uapi/test_x.py) from a checkout and from the installed package.
     status = run_to_end(
         pytest_command(args, suite, reports, kernels), cwd=suite_rootdir(suite), env=env
     )
+    html = write_html_report(reports)
+    if args.reports is None:
+        point_latest_at(reports)
     print(
         f"\nvfio-harness run: pytest exited {status} after "
         f"{time.monotonic() - started:.0f} s\n"
         f"  JUnit XML: {reports / 'junit.xml'}\n"
         f"  KTAP:      {reports / 'results.ktap'}\n"
+        f"  results:   {reports / RESULTS_FILE} (every test, for vfio-harness compare)\n"
+        f"  report:    {html or '(none: pytest wrote no results)'}\n"
         f"  profile:   {reports / PROFILE_FILE} (what the driver offers)\n"
         f"  verdicts:  {reports / 'verdicts.json'} (findings by severity and area)\n"
         f"  consoles:  {consoles} (one log per VM)",

@@ -18,6 +18,13 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"-n {args.workers}: give 1 or more parallel VMs")
     if args.config_fragment and args.kernel_tree is None:
         raise UsageError("--config-fragment goes with --kernel-tree")
+    if args.shard:
+        from harness.plugin.shard import parse_shard
+
+        try:
+            parse_shard(args.shard)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     _check_target(args)
     _check_driver(args)
     _check_device(args)

@@ -48,6 +48,12 @@ PROFILES: dict[str, tuple[str, ...]] = {
         "mtools",
         "e2fsprogs",
     ),
+    # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py), and
+    # the LAVA job against LAVA's own schema (tests/unit/test_report_lava.py).
+    "report": ("chromium", "lava-common"),
+    # LAVA's dispatcher runs our job for real (tests/lava, `tox -e lava`); it writes the test
+    # overlay into the image with libguestfs, and reads it back with debugfs.
+    "lava": ("lava-dispatcher", "e2fsprogs"),
     # Kernels built from source (harness/kernel/build.py): kbuild's host tools, objtool's
     # libelf, sign-file's libssl, and ccache for rebuilds.
     "kernel": (

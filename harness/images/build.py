@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -149,11 +150,13 @@ def build_image(
 
 
 def superseded_candidates(root: Path, name: str) -> list[tuple[float, Path]]:
-    """Built images of recipe `name`, with their build time."""
+    """Built images of recipe `name`, with their build time: `name-<key>` only, so that
+    bookworm's never include bookworm-nested's."""
+    own = re.compile(rf"{re.escape(name)}-[0-9a-f]+")
     return [
         ((d / MANIFEST_NAME).stat().st_mtime, d)
         for d in root.glob(f"{name}-*")
-        if (d / MANIFEST_NAME).is_file()
+        if own.fullmatch(d.name) and (d / MANIFEST_NAME).is_file()
     ]
 
 
@@ -199,6 +202,7 @@ def _build(
                 f"Check the recipe's packages exist in {recipe.suite} and that {mirror.uri} is "
                 "reachable (or set HARNESS_DEBIAN_MIRROR). mmdebstrap needs root or "
                 "unprivileged user namespaces.",
+                watch=(f"mmdebstrap:{recipe.name}", progress),
             )
         with phase(progress, recipe.name, "kernel"):
             kernel = installed_kernel(tree)

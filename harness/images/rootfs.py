@@ -15,10 +15,21 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.core.cache import cache_dir
+from harness.core.progress import (
+    LastTotals,
+    Progress,
+    clear_status,
+    duration,
+    heartbeat_every,
+    heartbeat_line,
+)
 from harness.debian import DebianMirror
 from harness.images.recipe import Recipe
 
@@ -56,6 +67,7 @@ def mmdebstrap_argv(
     """The mmdebstrap command line that bootstraps `recipe` into the directory `tree`."""
     argv = [
         "mmdebstrap",
+        "--verbose",  # apt's and dpkg's lines in the log: the heartbeat counts packages set up
         f"--variant={recipe.variant}",
         "--include=" + ",".join(recipe.all_packages()),
         # sid's Release is often past its Valid-Until by the time it is used.
@@ -72,8 +84,72 @@ def mmdebstrap_argv(
     return argv
 
 
-def run_logged(argv: Sequence[str], log: Path, timeout: float, what: str, hint: str) -> None:
-    """Run `argv` with its output in `log`; RootfsError with the log's tail on failure."""
+STEP_WIDTH = 60
+
+
+class LogWatch:
+    """While a logged command runs: every heartbeat, how many packages it has set up (of how
+    many the last complete run of `job` did) and its last "I:" line (mmdebstrap's steps)."""
+
+    def __init__(self, log: Path, what: str, job: str, progress: Progress) -> None:
+        self.log, self.what, self.job, self.progress = log, what, job, progress
+        self.totals = LastTotals(cache_dir("progress") / "totals.json")
+        self.total = self.totals.get(job)
+        self.started = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def count(self) -> tuple[int, str]:
+        try:
+            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return 0, ""
+        step = next((line for line in reversed(lines) if line.startswith("I: ")), "")[3:]
+        if len(step) > STEP_WIDTH:  # a hook's whole command line
+            step = step[: STEP_WIDTH - 3] + "..."
+        return sum(line.startswith("Setting up ") for line in lines), step
+
+    def _beat(self) -> None:
+        while not self._done.wait(heartbeat_every()):
+            elapsed = time.monotonic() - self.started
+            done, step = self.count()
+            rest = f"{duration(elapsed)} elapsed" + (f"; {step}" if step else "")
+            self.progress(
+                heartbeat_line(self.what, done, self.total, elapsed, "packages set up", rest)
+            )
+
+    def __enter__(self) -> LogWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        clear_status()  # a failure's message starts on a line of its own
+
+    def finished(self) -> None:
+        """The command succeeded: its count is the next run's total."""
+        done, _ = self.count()
+        if done:
+            self.totals.record(self.job, done)
+
+
+def run_logged(
+    argv: Sequence[str],
+    log: Path,
+    timeout: float,
+    what: str,
+    hint: str,
+    *,
+    watch: tuple[str, Progress] | None = None,
+) -> None:
+    """Run `argv` with its output in `log`; RootfsError with the log's tail on failure.
+    `watch` (job, progress): heartbeat lines while it runs (LogWatch)."""
+    if watch is not None:
+        with LogWatch(log, what, *watch) as watcher:
+            run_logged(argv, log, timeout, what, hint)
+        watcher.finished()
+        return
     env = dict(os.environ, LC_ALL="C.UTF-8", DEBIAN_FRONTEND="noninteractive")
     try:
         with log.open("ab") as out:

@@ -12,8 +12,10 @@ Steps, each a progress line with its elapsed time:
            (vm_images/kernels/: base.config, debug.config, or your own), `make olddefconfig`,
            then every fragment line checked against the result (kernel_fragments.py)
   build    out of tree in `<cache>/kernel-builds/<source>-<hash of the final .config>/`
-           (O=), `make -j$(nproc)` with ccache when installed; a heartbeat line every
-           PROGRESS_INTERVAL seconds with the objects compiled so far
+           (O=), `make -j$(nproc)` with ccache when installed; a heartbeat (on a terminal a
+           bar redrawn every 5 s, in a log a line every 30 s) with the objects compiled so
+           far, and for a build from scratch the share of the last such build's count and
+           the time left
 
 The build directory is kept between runs and keyed by the merged config, so a second build
 of the same source and config only recompiles what changed (kbuild's own dependency
@@ -43,7 +45,14 @@ from pathlib import Path
 
 from harness.core.cache import cache_dir
 from harness.core.cached_build import cached_build
-from harness.core.progress import Progress, stderr_progress
+from harness.core.progress import (
+    LastTotals,
+    Progress,
+    clear_status,
+    heartbeat_every,
+    heartbeat_line,
+    stderr_progress,
+)
 from harness.core.records import write_record
 from harness.debian import unpacked_package
 from harness.debian.hostdeps import PROFILES, missing_packages
@@ -62,7 +71,6 @@ DEFAULT_PACKAGE = "linux-source-6.12"
 DEFAULT_SUITE = "trixie"
 DEFAULT_FRAGMENTS = ("base.config", "debug.config")
 BASE_TARGET = "tinyconfig"
-PROGRESS_INTERVAL = 30.0
 RECORD_FILE = "kernel-build.json"
 LOG_FILE = "build.log"
 CCACHE_ENV = "CCACHE_DIR"
@@ -330,12 +338,19 @@ def _make(
     started = time.monotonic()
     state = _MakeState()
     done = threading.Event()
+    # A build from scratch compiles about what the last one from scratch of this source did
+    # (a later build in the same directory compiles only what changed: no total for it).
+    totals = LastTotals(cache_dir("progress") / "totals.json")
+    job = f"kernel-build:{build_dir.name.rsplit('-', 1)[0]}"
+    from_scratch = not (build_dir / "vmlinux").exists()
+    total = totals.get(job) if from_scratch else None
 
     def heartbeat() -> None:
-        while not done.wait(PROGRESS_INTERVAL):
+        while not done.wait(heartbeat_every()):
+            elapsed = time.monotonic() - started
+            rest = f"{_elapsed(started)} elapsed, at {state.last}"
             progress(
-                f"kernel build: {state.compiled} objects, {_elapsed(started)} elapsed, "
-                f"at {state.last}"
+                heartbeat_line("kernel build", state.compiled, total, elapsed, "objects", rest)
             )
 
     beat = threading.Thread(target=heartbeat, daemon=True)
@@ -367,6 +382,7 @@ def _make(
         finally:
             done.set()
             beat.join()
+            clear_status()  # a failure's message starts on a line of its own
     seconds = time.monotonic() - started
     if returncode != 0:
         tail = "".join(
@@ -377,6 +393,8 @@ def _make(
             f"full output in {log_path}:\n{tail}"
         )
     compiled = state.compiled
+    if from_scratch:
+        totals.record(job, compiled)
     progress(f"kernel build: make done in {_elapsed(started)}, {compiled} objects compiled")
     return seconds, compiled
 

@@ -96,6 +96,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the certificate (PEM or DER) enrolled in shim's MokList: --signing-key's, or "
         "alone for a module you signed yourself",
     )
+    group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only the K-th of N stable parts of the tests x kernels (for N hosts or CI "
+        "jobs; vfio-harness merge joins their results.json)",
+    )
     guest_items.add_options(parser)
     group.addoption(
         "--verdicts",
@@ -104,10 +111,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write the findings by kernel, driver, severity and area as JSON to PATH",
     )
     group.addoption(
-        "--ktap",
+        "--results",
         default=None,
         metavar="PATH",
-        help="also write the results as KTAP v1 (one subtest block per kernel) to PATH",
+        help="also write every test's result and the run's environment as JSON to PATH "
+        "(results.json: harness.report.results has the schema)",
+    )
+    group.addoption(
+        "--ktap",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also write the results as KTAP v1 (one subtest block per kernel) to PATH, or "
+        "to standard output with - (repeatable)",
     )
 
 
@@ -137,12 +153,37 @@ def pytest_configure(config: pytest.Config) -> None:
     if ktap and not hasattr(config, "workerinput"):  # xdist: the controller writes it
         from harness.plugin.ktap import KtapCollector
 
-        config.pluginmanager.register(KtapCollector(Path(ktap)), "vfio-harness-ktap")
+        collector = KtapCollector(ktap, config, _kernel_ids(config))
+        config.pluginmanager.register(collector, "vfio-harness-ktap")
+    shard = config.getoption("--shard")
+    if shard:
+        from harness.plugin.shard import Shard, parse_shard
+
+        try:
+            config.pluginmanager.register(Shard(*parse_shard(shard)), "vfio-harness-shard")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    results = config.getoption("--results")
+    if results and not hasattr(config, "workerinput"):
+        from harness.plugin.results import ResultsCollector
+
+        writer = ResultsCollector(config, Path(results), _kernel_ids(config))
+        config.pluginmanager.register(writer, "vfio-harness-results")
     if config.getoption("--kernel") or os.environ.get(KERNEL_ENV):
         config.stash[_KERNELS] = _kernel_choices(config)  # a bad value stops the run at once
 
 
 _KERNELS = pytest.StashKey[list[KernelChoice]]()
+
+
+def _kernel_ids(config: pytest.Config) -> list[str]:
+    """The ids of the kernels VM tests are collected for (the report writers' groups)."""
+    if config.getoption("--target", "vm") != "vm":
+        return []
+    try:
+        return [choice.id for choice in _kernel_choices(config)]
+    except pytest.UsageError:
+        return []  # said when the tests are parametrized
 
 
 def _kernel_choices(config: pytest.Config) -> list[KernelChoice]:

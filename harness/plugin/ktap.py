@@ -1,24 +1,40 @@
 # SPDX-License-Identifier: MIT
-"""`--ktap PATH`: the run's results as KTAP v1, which KernelCI and LKFT parse.
+"""`--ktap PATH` (or `-`, standard output; repeatable): the run's results as KTAP v1, which
+KernelCI, LKFT and LAVA parse (Documentation/dev-tools/ktap.rst).
 
-One subtest block per kernel (from the `kernel` user property the VM fixtures and the guest
-proxy record; tests without one are grouped under "host"), one line per test with its
-pytest node id as a stable name (spaces and '#' replaced, since KTAP names end at them).
-A test is `not ok` if any phase failed, `ok ... # SKIP reason` if it was skipped, and
-`ok ... # XFAIL` for an expected failure. Reports arrive through pytest_runtest_logreport,
-so under xdist the controller writes the file from its workers' reports.
+One subtest block per kernel as --kernel named it (the `kernel_choice` property, so a kernel
+whose VM never started is still its own block; else the release seen, else "host"), headed
+by "# Subtest: <kernel>" as kunit_parser.py expects; one line per test with its pytest node
+id as a stable name ('#' and whitespace replaced, since KTAP names end at them).
+
+    not ok N name # TIMEOUT   the test, or its guest, hung
+    not ok N name # ERROR     its VM did not start or died, or its setup/teardown failed
+    not ok N name             it failed
+    ok N name # SKIP reason   skipped
+    ok N name # XFAIL reason  an expected failure (a known bug of the driver or kernel)
+
+Diagnostic lines ("# ...") before a test's result line give why it failed (the first line of
+the failure) and each kernel splat with its fingerprint. Reports arrive through
+pytest_runtest_logreport, so under xdist the controller writes KTAP from its workers' reports.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from harness.plugin.properties import INTERRUPTED, KERNEL, KERNEL_CHOICE, KERNEL_SPLAT
+from harness.report.results import kernel_of_nodeid, without_kernel
+
 HOST_GROUP = "host"
+STDOUT = "-"
+DIAGNOSTIC_WIDTH = 300
+REASON_WIDTH = 100  # a diagnostic line is one line; the JUnit file has the whole story
 _UNSAFE = re.compile(r"[\s#]+")
 
 
@@ -26,35 +42,125 @@ _UNSAFE = re.compile(r"[\s#]+")
 class KtapResult:
     name: str
     failed: bool = False
+    errored: bool = False  # a setup or teardown failed (pytest's "error")
+    interrupted: str | None = None  # "timeout" or "error": see harness.plugin.properties
     skip_reason: str | None = None
-    xfail: bool = False
+    xfail_reason: str | None = None
+    reason: str = ""  # of a TIMEOUT or an ERROR, on its result line (ktap.rst)
+    diagnostics: list[str] = field(default_factory=list)
+
+    def directive(self) -> str:
+        if self.failed:
+            reason = f" {self.reason}" if self.reason else ""
+            if self.interrupted == "timeout":
+                return f" # TIMEOUT{reason}"
+            return f" # ERROR{reason}" if self.interrupted or self.errored else ""
+        if self.xfail_reason is not None:
+            return f" # XFAIL {self.xfail_reason}".rstrip()
+        if self.skip_reason is not None:
+            return f" # SKIP {self.skip_reason}".rstrip()
+        return ""
+
+    def add(self, report: pytest.TestReport) -> None:
+        properties = dict(report.user_properties)
+        if report.failed:
+            self.failed = True
+            self.errored |= report.when != "call"
+            if INTERRUPTED in properties:
+                self.interrupted = str(properties[INTERRUPTED])
+            line = failure_line(report)
+            self.reason = self.reason or one_line(line)[:REASON_WIDTH]
+            self.diagnostics.append(f"failure ({report.when}): {line}")
+        elif report.skipped:
+            if hasattr(report, "wasxfail"):
+                self.xfail_reason = one_line(str(report.wasxfail))
+            else:
+                self.skip_reason = skip_reason(report)
+        for name, value in report.user_properties:
+            splat = f"splat: {one_line(str(value))}"
+            if name == KERNEL_SPLAT and splat not in self.diagnostics:
+                self.diagnostics.append(splat)
 
 
 @dataclass
 class KtapCollector:
-    path: Path
-    groups: dict[str, dict[str, KtapResult]] = field(default_factory=dict)
+    outputs: Sequence[str]  # paths, or "-" for standard output
+    config: pytest.Config | None = None
+    kernels: Sequence[str] = ()  # ids as --kernel named them: the last parameter of node ids
+    results: dict[str, KtapResult] = field(default_factory=dict)  # by node id, in run order
+    groups: dict[str, tuple[int, str]] = field(default_factory=dict)  # node id -> group_of
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        group = str(dict(report.user_properties).get("kernel", HOST_GROUP))
-        tests = self.groups.setdefault(group, {})
-        result = tests.setdefault(report.nodeid, KtapResult(ktap_name(report.nodeid)))
-        if report.failed:
-            result.failed = True
-        elif report.skipped:
-            if hasattr(report, "wasxfail"):
-                result.xfail = True
-            else:
-                result.skip_reason = skip_reason(report)
+        result = self.results.setdefault(report.nodeid, KtapResult(ktap_name(report.nodeid)))
+        result.add(report)
+        # Any phase may be the first to know the kernel (a test's own record_property comes
+        # after its setup report): the most specific name seen wins.
+        group = group_of(report, self.kernels)
+        if group[0] >= self.groups.get(report.nodeid, (-1, ""))[0]:
+            self.groups[report.nodeid] = group
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         del session
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(render(self.groups))
+        grouped: dict[str, dict[str, KtapResult]] = {}
+        for nodeid, result in self.results.items():
+            group = self.groups[nodeid][1]
+            # Named without the kernel: the block says which, and names stay the same from
+            # one kernel (or --kernel-tree build) to the next, as trackers need.
+            result.name = ktap_name(without_kernel(nodeid, group))
+            grouped.setdefault(group, {})[nodeid] = result
+        text = render(grouped)
+        for output in self.outputs:
+            if output == STDOUT:
+                self._print(text)
+            else:
+                path = Path(output)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+
+    def _print(self, text: str) -> None:
+        reporter = self.config and self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write("\n" + text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+def group_of(report: pytest.TestReport, kernels: Sequence[str] = ()) -> tuple[int, str]:
+    """The report's kernel, and how sure that is: 2 as collected (its property, or its node
+    id's last parameter), 1 as seen (the release), 0 none (host)."""
+    properties = dict(report.user_properties)
+    if properties.get(KERNEL_CHOICE):
+        return 2, str(properties[KERNEL_CHOICE])
+    collected = kernel_of_nodeid(report.nodeid, kernels)
+    if collected is not None:
+        return 2, collected
+    if properties.get(KERNEL):
+        return 1, str(properties[KERNEL])
+    return 0, HOST_GROUP
 
 
 def ktap_name(nodeid: str) -> str:
     return _UNSAFE.sub("_", nodeid)
+
+
+def one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= DIAGNOSTIC_WIDTH else line[: DIAGNOSTIC_WIDTH - 3] + "..."
+
+
+def crash_message(report: pytest.TestReport) -> str:
+    """The failure's own message (the exception's, not the traceback's source lines), or the
+    whole text of a failure the harness wrote (a guest that died)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None)
+    return str(message) if message else str(report.longrepr or "").strip()
+
+
+def failure_line(report: pytest.TestReport) -> str:
+    """What failed, in one line: the first line of crash_message."""
+    lines = crash_message(report).splitlines()
+    return one_line(lines[0]) if lines else "(no message)"
 
 
 def skip_reason(report: pytest.TestReport) -> str:
@@ -63,23 +169,13 @@ def skip_reason(report: pytest.TestReport) -> str:
         reason = str(longrepr[2]).removeprefix("Skipped: ")
     else:
         reason = str(longrepr or "")
-    return " ".join(reason.split())
+    return one_line(reason)
 
 
-def _line(number: int, result: KtapResult) -> str:
-    if result.failed:
-        return f"not ok {number} {result.name}"
-    if result.xfail:
-        return f"ok {number} {result.name} # XFAIL"
-    if result.skip_reason is not None:
-        return f"ok {number} {result.name} # SKIP {result.skip_reason}".rstrip()
-    return f"ok {number} {result.name}"
-
-
-def _block(tests: Sequence[KtapResult], indent: str) -> list[str]:
-    lines = [f"{indent}KTAP version 1", f"{indent}1..{len(tests)}"]
-    lines += [indent + _line(i, t) for i, t in enumerate(tests, 1)]
-    return lines
+def _result_lines(number: int, result: KtapResult, indent: str) -> list[str]:
+    lines = [f"{indent}# {line}" for line in result.diagnostics]
+    status = "not ok" if result.failed else "ok"
+    return [*lines, f"{indent}{status} {number} {result.name}{result.directive()}"]
 
 
 def render(groups: dict[str, dict[str, KtapResult]]) -> str:
@@ -87,7 +183,12 @@ def render(groups: dict[str, dict[str, KtapResult]]) -> str:
     lines = ["KTAP version 1", f"1..{len(groups)}"]
     for number, (group, tests) in enumerate(sorted(groups.items()), 1):
         results = list(tests.values())
-        lines += _block(results, "    ")
-        summary = KtapResult(ktap_name(group), failed=any(t.failed for t in results))
-        lines.append(_line(number, summary))
+        name = ktap_name(group)
+        lines += ["    KTAP version 1", f"    # Subtest: {name}", f"    1..{len(results)}"]
+        for index, result in enumerate(results, 1):
+            lines += _result_lines(index, result, "    ")
+        lines += _result_lines(number, KtapResult(name, failed=any(t.failed for t in results)), "")
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["HOST_GROUP", "STDOUT", "KtapCollector", "KtapResult", "ktap_name", "render"]

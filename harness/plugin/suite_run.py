@@ -28,6 +28,7 @@ from harness.plugin.health import Finding, apply_findings, is_fatal, item_findin
 from harness.plugin.kmsg import KmsgReader, read_taint
 from harness.plugin.known_failures import KnownFailure, kernel_names, not_run
 from harness.plugin.known_failures import apply as apply_known
+from harness.plugin.properties import INTERRUPTED, KERNEL_CHOICE
 from harness.plugin.protocol import ItemDone
 
 if TYPE_CHECKING:
@@ -134,12 +135,19 @@ class SuiteRun:
         self, item: pytest.Item, nextitem: pytest.Item | None, suite: Path
     ) -> tuple[list[pytest.TestReport], KnownFailure | None]:
         choice = guest_items.kernel_of(item) or self._default_kernel()
+        # The kernel asked for, which reports group by even when its VM never started.
+        chosen = (KERNEL_CHOICE, choice.id)
         ready = pytest.CallInfo.from_call(lambda: self._ready(choice, suite), when="setup")
         if ready.excinfo is not None:
             setup = item.ihook.pytest_runtest_makereport(item=item, call=ready)
-            return [setup, _teardown(item)], None
+            teardown = _teardown(item)
+            for report in (setup, teardown):
+                report.user_properties.append(chosen)
+            if setup.failed:  # not a skip for a VM this machine cannot run
+                setup.user_properties.append((INTERRUPTED, "error"))
+            return [setup, teardown], None
         guest, runner = ready.result
-        properties = _vm_properties(guest)
+        properties = [chosen, *_vm_properties(guest)]
         # A known crash runs here too: its VM is replaced, and the kernel's own report of it
         # (KASAN, an oops) is what makes it a safety failure.
         known = self._known(item, kernel_names(guest.vm.machine.kernel_release, choice.id))
@@ -173,10 +181,14 @@ class SuiteRun:
             death = guest.diagnose_death(mark, outcome.problem or "the guest runner stopped")
             reports = _failed_by(item, reports, death.text)
             findings = list(death.findings)
+            # A test that never ended, or a guest that hung, is a timeout; anything else that
+            # stopped the guest runner (a panic, a broken connection) is an error.
+            interrupted = (INTERRUPTED, "timeout" if outcome.timed_out else "error")
             for report in reports:
                 report.user_properties.extend(
                     ("kernel_splat", f"{f.kind} {f.fingerprint} {f.headline}") for f in findings
                 )
+                report.user_properties.append(interrupted)
             if death.vm_dead or outcome.timed_out:
                 self._retire(choice, "the guest died" if death.vm_dead else "a test timed out")
             else:

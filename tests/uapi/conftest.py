@@ -63,6 +63,9 @@ def pytest_runtest_makereport(
             ("area", area_of(item.path.name)),
             ("reaches_driver", "yes" if reaches else "no"),
         ]
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "iommu_mode" in callspec.params:
+            labels.append(("iommu_mode", str(callspec.params["iommu_mode"])))
     if report.failed and call.excinfo is not None:
         labels.append(("severity", severity_of(call.excinfo.value)))
     item.user_properties.extend(labels)

@@ -4,14 +4,16 @@ errors of --kernel-tree (nothing is built or booted here)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from harness import cli
-from harness.cli_errors import EXIT_UNAVAILABLE, EXIT_USAGE
+from harness.cli_errors import EXIT_UNAVAILABLE, EXIT_USAGE, UsageError
 from harness.commands import run as run_command
+from harness.core.cache import cache_root
 from harness.kernel import build as kernel_build
 from harness.kernel.fragments import with_base
 
@@ -30,13 +32,14 @@ def test_the_default_command() -> None:
         "-m",
         "pytest",
         str(SUITE),
-        "-p",
-        "no:cacheprovider",
+        "-o",
+        f"cache_dir={cache_root() / 'pytest'}",  # --lf and --ff work
         "--rootdir=/checkout",  # test ids read tests/uapi/..., from a checkout or the package
         "--guest-suite=/checkout/tests/uapi",
         "--junitxml=/reports/junit.xml",
         "--ktap=/reports/results.ktap",
         "--verdicts=/reports/verdicts.json",
+        "--results=/reports/results.json",
         "--target=vm",
         "--kernel=bookworm",
     ]
@@ -53,6 +56,67 @@ def test_options_and_pytest_arguments_pass_through(tmp_path: Path) -> None:
         "-k",
         "dma",
     ]
+
+
+def suite_in(tmp_path: Path) -> Path:
+    suite = tmp_path / "checkout" / "tests" / "uapi"
+    suite.mkdir(parents=True)
+    (suite / "test_info.py").touch()
+    (suite / "test_dma_map.py").touch()
+    return suite
+
+
+def test_test_paths_and_ids_after_the_dashes_select_what_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = suite_in(tmp_path)
+    monkeypatch.chdir(suite)  # the user's directory: a path from here resolves
+    given = [
+        "--", "-k", "map", "tests/uapi/test_info.py::test_x[type1-bookworm]",  # as reports say
+        "test_dma_map.py", "-x",  # from the user's directory
+    ]  # fmt: skip
+    args = cli.build_parser().parse_args(["run", *given])
+    argv = run_command.pytest_command(args, suite, REPORTS)
+    assert argv[3:5] == [
+        f"{suite}/test_info.py::test_x[type1-bookworm]",
+        f"{suite}/test_dma_map.py",
+    ]
+    assert str(suite) not in argv  # not the whole suite as well
+    assert argv[-3:] == ["-k", "map", "-x"]
+
+
+def test_an_option_value_is_not_taken_for_a_test_path(tmp_path: Path) -> None:
+    suite = suite_in(tmp_path)
+    args = cli.build_parser().parse_args(["run", "--", "-k", "test_info.py", "-p", "no:x"])
+    argv = run_command.pytest_command(args, suite, REPORTS)
+    assert argv[3] == str(suite)
+    assert argv[-4:] == ["-k", "test_info.py", "-p", "no:x"]
+
+
+def test_values_of_options_no_list_knows_pass_through(tmp_path: Path) -> None:
+    suite = suite_in(tmp_path)
+    given = ["--", "--ktap", "out.ktap", "--lfnf", "none", "-xk", "info", "--vm-memory", "4096"]
+    args = cli.build_parser().parse_args(["run", *given])
+    argv = run_command.pytest_command(args, suite, REPORTS)
+    assert argv[3] == str(suite)
+    assert argv[-8:] == given[1:]
+
+
+def test_a_test_path_that_is_not_in_the_suite_is_a_usage_error(tmp_path: Path) -> None:
+    suite = suite_in(tmp_path)
+    args = cli.build_parser().parse_args(["run", "--", "test_nothing.py"])
+    with pytest.raises(UsageError, match=r"test_nothing\.py: no such test file"):
+        run_command.pytest_command(args, suite, REPORTS)
+    args = cli.build_parser().parse_args(["run", "--", "../../../etc"])
+    with pytest.raises(UsageError, match="no such test file"):
+        run_command.pytest_command(args, suite, REPORTS)
+
+
+def test_workers_auto_is_a_number_the_host_can_run() -> None:
+    workers = cli.build_parser().parse_args(["run", "-n", "auto"]).workers
+    assert 1 <= workers <= len(os.sched_getaffinity(0))
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "-n", "many"])
 
 
 def test_a_given_module_wins_over_a_source(tmp_path: Path) -> None:

@@ -508,17 +508,20 @@ def test_only_the_newest_images_of_a_recipe_are_kept(tmp_path: Path) -> None:
     from harness.images.build import superseded_candidates
     from harness.images.manifest import MANIFEST_NAME
 
-    for age, name in enumerate(["bookworm-new", "bookworm-mid", "bookworm-old", "trixie-old"]):
+    names = ["bookworm-0e1", "bookworm-0d2", "bookworm-0c3", "trixie-0b4", "bookworm-nested-0a5"]
+    for age, name in enumerate(names):
         (tmp_path / name).mkdir()
         manifest = tmp_path / name / MANIFEST_NAME
         manifest.write_text("{}")
         os.utime(manifest, (1000 - age, 1000 - age))
-    (tmp_path / "bookworm-unfinished").mkdir()  # no manifest: a build in progress
+    (tmp_path / "bookworm-0f6").mkdir()  # no manifest: a build in progress
     assert prune(superseded_candidates(tmp_path, "trixie"), 2) == []
-    assert prune(superseded_candidates(tmp_path, "bookworm"), 2) == [tmp_path / "bookworm-old"]
+    # The oldest bookworm image goes; bookworm-nested's, older still, is another recipe's.
+    assert prune(superseded_candidates(tmp_path, "bookworm"), 2) == [tmp_path / "bookworm-0c3"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "bookworm-mid",
-        "bookworm-new",
-        "bookworm-unfinished",
-        "trixie-old",
+        "bookworm-0d2",
+        "bookworm-0e1",
+        "bookworm-0f6",
+        "bookworm-nested-0a5",
+        "trixie-0b4",
     ]

@@ -480,12 +480,16 @@ def test_failing_output_callback_kills_the_command(session: SshSession) -> None:
 def _pids_mentioning(token: bytes) -> list[int]:
     """Live processes with `token` in their command line or environment."""
     pids = set()
-    for path in [*Path("/proc").glob("[0-9]*/cmdline"), *Path("/proc").glob("[0-9]*/environ")]:
-        try:
-            if token in path.read_bytes():
-                pids.add(int(path.parent.name))
-        except OSError:
+    # Not Path.glob: it stats each match, and raises when a process exits meanwhile.
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
+        for part in ("cmdline", "environ"):
+            try:
+                if token in Path("/proc", name, part).read_bytes():
+                    pids.add(int(name))
+            except OSError:  # gone, or not ours to read
+                continue
     return sorted(pid for pid in pids if _alive(pid))
 
 

@@ -3,6 +3,8 @@
 # The guest's PID 1 (/sbin/harness-init): no systemd, just what a test VM needs.
 # Kernel command line:
 #   harness.authkey=<base64 of an authorized_keys line>  root's key for SSH (required to log in)
+#   harness.shell=TTY  also a root shell on /dev/TTY, respawned: what a console-driven lab (LAVA's
+#                      test shell) or a developer at the serial console types into
 # Prints HARNESS-READY on the console once the SSH server listens; `poweroff`, `reboot` and
 # `halt` (signals to PID 1) unmount cleanly and power the VM off or reboot it.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -35,8 +37,12 @@ mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 hostname harness-guest
 
 authkey=
+shell_tty=
 for arg in $(cat /proc/cmdline); do
-    case "$arg" in harness.authkey=*) authkey="${arg#harness.authkey=}" ;; esac
+    case "$arg" in
+        harness.authkey=*) authkey="${arg#harness.authkey=}" ;;
+        harness.shell=*) shell_tty="${arg#harness.shell=}" ;;
+    esac
 done
 mkdir -p /root/.ssh
 chmod 700 /root/.ssh
@@ -58,6 +64,21 @@ modprobe -a vfio vfio_iommu_type1 mdev || say "modprobe -a vfio vfio_iommu_type1
 
 dropbear -s -r /etc/dropbear/harness_host_key -p 22 -P /run/dropbear.pid || say "dropbear failed"
 echo "HARNESS-READY" >/dev/console
+
+if [ -n "$shell_tty" ]; then
+    if [ -c "/dev/$shell_tty" ]; then
+        # setsid -c: the tty becomes the shell's controlling terminal, so Ctrl-C reaches it.
+        (
+            while :; do
+                HOME=/root PS1='root@harness-guest:~# ' TERM=vt100 \
+                    setsid -c sh -i <>"/dev/$shell_tty" >&0 2>&1
+                sleep 1
+            done
+        ) &
+    else
+        say "harness.shell=$shell_tty: no /dev/$shell_tty"
+    fi
+fi
 
 while :; do
     sleep 3600 &
