@@ -36,6 +36,7 @@ DEFAULT_KERNEL = "bookworm"
 RESULTS_FILE = "results.json"
 VM_FOOTPRINT = 3 << 29  # 1.5 GiB: a guest's 1 GiB and QEMU's own, a VM of -n auto
 HTML_FILE = "report.html"
+COVERAGE_DIR = "coverage"
 LATEST = "latest"  # the default reports folder's link to the last run
 REPORTS_ROOT = "vfio-harness-reports"
 REPORT_FILES = ("junit.xml", "results.ktap", RESULTS_FILE, HTML_FILE, "verdicts.json",
@@ -137,6 +138,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=Path,
         metavar="CERT",
         help="the certificate of --signing-key (PEM or DER)",
+    )
+    run.add_argument(
+        "--coverage",
+        action="store_true",
+        help="report which lines of the driver (ours, or --vendor-src) and of drivers/vfio/ "
+        "the suite ran: per file, an lcov tracefile and HTML pages in the reports folder; "
+        "needs a kernel with gcov (--kernel debug, or a --kernel-tree with the debug fragments)",
     )
     run.add_argument(
         "--shard",
@@ -274,9 +282,16 @@ def pytest_command(
     if args.expect:
         command.append(f"--expect={args.expect}")
     command += firmware_options(args)
-    if args.shard:
-        command.append(f"--shard={args.shard}")
+    command += report_options(args, reports)
     return command + list(given.options)
+
+
+def report_options(args: argparse.Namespace, reports: Path) -> list[str]:
+    """--shard and --coverage-dir, for pytest."""
+    options = [f"--shard={args.shard}"] if args.shard else []
+    if args.coverage:
+        options.append(f"--coverage-dir={reports / COVERAGE_DIR}")
+    return options
 
 
 def firmware_options(args: argparse.Namespace) -> list[str]:
@@ -372,6 +387,7 @@ def run_suite(args: argparse.Namespace) -> int:
         pytest_command(args, suite, reports, kernels), cwd=suite_rootdir(suite), env=env
     )
     html = write_html_report(reports)
+    coverage_lines = report_coverage(reports / COVERAGE_DIR) if args.coverage else []
     if args.reports is None:
         point_latest_at(reports)
     print(
@@ -386,4 +402,28 @@ def run_suite(args: argparse.Namespace) -> int:
         f"  consoles:  {consoles} (one log per VM)",
         flush=True,
     )
+    if coverage_lines:
+        print("\n".join(["", *coverage_lines]), flush=True)
     return status
+
+
+def report_coverage(directory: Path) -> list[str]:
+    """The coverage table and what was written (harness.coverage.report), or why none."""
+    from harness.coverage.report import read_run, table, write_reports
+
+    coverage = read_run(directory)
+    if not any(coverage.kernels.values()):
+        kernels = ", ".join(coverage.kernels) or "none"
+        return [
+            f"coverage: no gcov counters from any VM (kernels: {kernels}): --coverage needs a "
+            "kernel with CONFIG_GCOV_KERNEL, such as --kernel debug",
+            *coverage.problems[:5],
+        ]
+    without = [kernel for kernel, count in coverage.kernels.items() if not count]
+    counted = ", ".join(k for k in coverage.kernels if k not in without)
+    lines = [f"coverage (gcov; lines of code the suite executed on {counted}):"]
+    lines += table(coverage)
+    if without:
+        lines.append(f"  no counters from {', '.join(without)} (no CONFIG_GCOV_KERNEL)")
+    lines += [f"  {problem}" for problem in coverage.problems[:10]]
+    return lines + [f"  {line}" for line in write_reports(coverage, directory)]

@@ -227,10 +227,31 @@ def make_env() -> dict[str, str]:
     return env
 
 
-def build_key(tree: KernelTree, dotconfig: str) -> str:
-    """<source name>-<hash of the merged .config>: the .config holds everything kbuild is
-    told (the compiler's version included), so equal keys mean reusable objects."""
-    return f"{tree.name}-{hashlib.sha256(dotconfig.encode()).hexdigest()[:16]}"
+def build_key(tree: KernelTree, dotconfig: str, coverage_dirs: Sequence[str] = ()) -> str:
+    """<source name>-<hash of the merged .config and the coverage dirs>: the .config holds
+    everything kbuild is told (the compiler's version included), so equal keys mean reusable
+    objects."""
+    text = dotconfig + "".join(f"\ncoverage {d}" for d in coverage_dirs)
+    return f"{tree.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+COVERAGE_MARK = "# vfio-harness: coverage (gcov, KCOV) of this directory"
+COVERAGE_LINES = f"\n{COVERAGE_MARK}\nGCOV_PROFILE := y\nKCOV_INSTRUMENT := y\n"
+
+
+def instrument_for_coverage(tree: KernelTree, directories: Sequence[str]) -> list[str]:
+    """Compile `directories` of the tree for gcov and KCOV (kbuild's per-directory switches,
+    which only act when the config has GCOV_KERNEL or KCOV on); the Makefiles changed now."""
+    changed = []
+    for directory in directories:
+        makefile = tree.path / directory / "Makefile"
+        if not makefile.is_file():
+            raise KernelBuildError(f"coverage: {tree.path} has no {directory}/Makefile")
+        text = makefile.read_text(encoding="utf-8")
+        if COVERAGE_MARK not in text:
+            makefile.write_text(text + COVERAGE_LINES, encoding="utf-8")
+            changed.append(directory)
+    return changed
 
 
 def configure(
@@ -276,9 +297,11 @@ def build_kernel(
     *,
     cc: str = "gcc",
     jobs: int | None = None,
+    coverage_dirs: Sequence[str] = (),
     progress: Progress = stderr_progress,
 ) -> KernelBuild:
-    """Configure and build `tree` (default: Debian trixie's linux-source-6.12) out of tree.
+    """Configure and build `tree` (default: Debian trixie's linux-source-6.12) out of tree;
+    `coverage_dirs` of it compiled for coverage (instrument_for_coverage).
 
     KernelBuildError (or kernel_fragments.ConfigMismatchError) says what failed.
     """
@@ -291,11 +314,13 @@ def build_kernel(
         tree = debian_kernel_tree(progress=progress)
     paths = resolve_fragments(fragments)
     compiler = compiler_command(cc)
+    for directory in instrument_for_coverage(tree, coverage_dirs):
+        progress(f"kernel build: {directory} compiled for coverage (gcov, KCOV)")
     root = cache_dir("kernel-builds")
     scratch = Path(tempfile.mkdtemp(prefix=".config-", dir=root))
     try:
         dotconfig = configure(tree, paths, scratch, cc=compiler, progress=progress)
-        key = build_key(tree, dotconfig)
+        key = build_key(tree, dotconfig, coverage_dirs)
         build_dir = root / key
         with _locked(build_dir):
             build_dir.mkdir(exist_ok=True)

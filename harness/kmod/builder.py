@@ -33,6 +33,11 @@ MAKE_TIMEOUT_SECONDS = 900
 CHROOT_BUILD_PARENT = "build"  # /build inside the chroot
 CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_NAME = "build.log"
+# A build for a kernel with gcov on (GCOV_PROFILE=y) leaves a notes file (.gcno) per object:
+# kept in dest/gcov/ with the directory the compiler saw, which is where the kernel's debugfs
+# shows the counters (/sys/kernel/debug/gcov/<that directory>/<object>.gcda).
+GCOV_NOTES_DIR = "gcov"
+GCOV_COMPILED_IN = "compiled-in"
 # A source directory someone built in by hand holds kbuild output; never let it leak in.
 BUILD_OUTPUT = (
     "*.o",
@@ -284,6 +289,7 @@ def _run_make(job: _MakeJob, progress: Progress) -> ModuleBuild:
         )
     parsed = parse_make_output(output, job.shown_dir)
     modules = _copy_modules(job.staged, job.dest)
+    _keep_gcov_notes(job.staged, job.dest, job.shown_dir)
     if not modules:
         raise ModuleBuildError(
             f"building {what}: make succeeded but made no .ko: does the Kbuild file set obj-m?"
@@ -304,6 +310,18 @@ def _run_make(job: _MakeJob, progress: Progress) -> ModuleBuild:
         kernel_release=job.release,
         seconds=round(seconds, 2),
     )
+
+
+def _keep_gcov_notes(staged: Path, dest: Path, compiled_in: str) -> None:
+    notes = sorted(staged.rglob("*.gcno"))
+    if not notes:
+        return
+    kept = dest / GCOV_NOTES_DIR
+    for note in notes:
+        target = kept / note.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(note, target)
+    (kept / GCOV_COMPILED_IN).write_text(compiled_in + "\n", encoding="utf-8")
 
 
 def _copy_modules(staged: Path, dest: Path) -> tuple[Path, ...]:

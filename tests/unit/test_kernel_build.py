@@ -18,6 +18,7 @@ from harness.kernel.build import (
     build_key,
     compiler_command,
     configure,
+    instrument_for_coverage,
     resolve_fragments,
     user_kernel_tree,
 )
@@ -105,6 +106,20 @@ def test_build_key_follows_the_config_only() -> None:
     assert len(key.rsplit("-", 1)[1]) == 16
     assert build_key(moved, "CONFIG_A=y\n") == key
     assert build_key(tree, "CONFIG_A=m\n") != key
+    assert build_key(tree, "CONFIG_A=y\n", ("drivers/vfio",)) != key
+
+
+def test_coverage_dirs_get_kbuilds_switches_once(fake_tree: KernelTree) -> None:
+    makefile = fake_tree.path / "drivers/vfio/Makefile"
+    makefile.parent.mkdir(parents=True)
+    makefile.write_text("obj-y += vfio.o\n")
+    assert instrument_for_coverage(fake_tree, ["drivers/vfio"]) == ["drivers/vfio"]
+    assert instrument_for_coverage(fake_tree, ["drivers/vfio"]) == []
+    text = makefile.read_text()
+    assert text.startswith("obj-y += vfio.o\n")
+    assert text.count("GCOV_PROFILE := y") == 1 and text.count("KCOV_INSTRUMENT := y") == 1
+    with pytest.raises(KernelBuildError, match="no drivers/none/Makefile"):
+        instrument_for_coverage(fake_tree, ["drivers/none"])
 
 
 def test_resolve_fragments_by_name_and_path(tmp_path: Path) -> None:

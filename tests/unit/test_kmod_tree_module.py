@@ -19,6 +19,7 @@ from harness.kmod.module_cache import MODULE_FILE, VendorModuleError, VendorModu
 from harness.kmod.tree_module import (
     build_tree_module,
     check_compiler,
+    coverage_make_args,
     kernel_compiler,
     tree_identity,
     tree_problem,
@@ -211,3 +212,19 @@ def test_a_choice_without_a_build_tree_says_to_pass_one_or_a_module(tmp_path: Pa
     (tmp_path / "build").mkdir()
     with pytest.raises(VendorModuleError, match=r"has no \.config"):
         tree_module.tree_module_for(choice, _bundle(tmp_path / "build"), quiet)
+
+
+def test_a_kernel_with_gcov_and_kcov_gets_modules_compiled_for_them(
+    tree: Path, source: Path, builds: FakeHostBuilds
+) -> None:
+    assert coverage_make_args("CONFIG_GCOV_KERNEL=y\nCONFIG_KCOV=y\n") == (
+        "GCOV_PROFILE=y",
+        "KCOV_INSTRUMENT=y",
+    )
+    assert coverage_make_args("# CONFIG_GCOV_KERNEL is not set\nCONFIG_KCOV=y\n") == (
+        "KCOV_INSTRUMENT=y",
+    )
+    config = tree / ".config"
+    config.write_text(config.read_text() + "CONFIG_GCOV_KERNEL=y\n")
+    build(tree, source, faults=True)
+    assert builds.calls[-1][1] == ("GCOV_PROFILE=y", "HMDEV_FAULTS=1")
