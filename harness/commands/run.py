@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -317,6 +318,7 @@ def new_reports_dir(root: Path) -> Path:
 def clear_reports(reports: Path) -> None:
     for name in REPORT_FILES:
         (reports / name).unlink(missing_ok=True)
+    shutil.rmtree(reports / COVERAGE_DIR, ignore_errors=True)  # else its raw sets would add up
 
 
 def write_html_report(reports: Path) -> Path | None:
@@ -370,6 +372,8 @@ def run_suite(args: argparse.Namespace) -> int:
             source=args.vendor_src.expanduser().resolve() if args.vendor_src else None,
             sample=args.vendor_sample,
         )
+    if args.coverage:
+        check_coverage(prepared)
     check_device(args, prepared, reports, expected)
     from harness.kernel.prepare import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
@@ -407,23 +411,47 @@ def run_suite(args: argparse.Namespace) -> int:
     return status
 
 
+def check_coverage(prepared: list[Prepared]) -> None:
+    """--coverage with no kernel that has gcov is a mistake to tell before the suite runs."""
+    from harness.commands.run_prepare import without_gcov
+
+    missing = without_gcov(prepared)
+    if prepared and len(missing) == len(prepared):
+        raise UsageError(
+            f"--coverage: no kernel of this run has gcov (CONFIG_GCOV_KERNEL): "
+            f"{', '.join(missing)}; use --kernel debug (or a --kernel-tree built with the "
+            "debug fragments)"
+        )
+    if missing:
+        print(
+            f"vfio-harness: --coverage: {', '.join(missing)} has no gcov (CONFIG_GCOV_KERNEL): "
+            "its VMs add nothing to the coverage",
+            file=sys.stderr,
+        )
+
+
 def report_coverage(directory: Path) -> list[str]:
-    """The coverage table and what was written (harness.coverage.report), or why none."""
+    """The coverage table and what was written (harness.coverage.report), or why none: a
+    problem here is told, and does not change the run's exit status."""
     from harness.coverage.report import read_run, table, write_reports
 
-    coverage = read_run(directory)
-    if not any(coverage.kernels.values()):
-        kernels = ", ".join(coverage.kernels) or "none"
-        return [
-            f"coverage: no gcov counters from any VM (kernels: {kernels}): --coverage needs a "
-            "kernel with CONFIG_GCOV_KERNEL, such as --kernel debug",
-            *coverage.problems[:5],
-        ]
-    without = [kernel for kernel, count in coverage.kernels.items() if not count]
-    counted = ", ".join(k for k in coverage.kernels if k not in without)
-    lines = [f"coverage (gcov; lines of code the suite executed on {counted}):"]
-    lines += table(coverage)
-    if without:
-        lines.append(f"  no counters from {', '.join(without)} (no CONFIG_GCOV_KERNEL)")
-    lines += [f"  {problem}" for problem in coverage.problems[:10]]
-    return lines + [f"  {line}" for line in write_reports(coverage, directory)]
+    try:
+        coverage = read_run(directory)
+        if not coverage.counters:
+            return [
+                "coverage: no gcov counters were copied from any VM: --coverage needs a kernel "
+                "with CONFIG_GCOV_KERNEL, such as --kernel debug",
+                *coverage.problems[:5],
+            ]
+        counted = ", ".join(k for k, n in coverage.counters.items() if n)
+        lines = [f"coverage (gcov; lines of code the suite executed on {counted}):"]
+        lines += table(coverage)
+        without = [kernel for kernel, count in coverage.counters.items() if not count]
+        if without:
+            lines.append(f"  no counters from {', '.join(without)} (no CONFIG_GCOV_KERNEL)")
+        lines += [f"  {problem}" for problem in coverage.problems[:10]]
+        if len(coverage.problems) > 10:
+            lines.append(f"  ... {len(coverage.problems) - 10} more in coverage/summary.json")
+        return lines + [f"  {line}" for line in write_reports(coverage, directory)]
+    except (OSError, ValueError, subprocess.SubprocessError) as err:
+        return [f"coverage: the report failed: {err}"]

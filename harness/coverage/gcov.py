@@ -51,6 +51,13 @@ def notes_for(gcda: str, modules: Sequence[NotesDir]) -> Path | None:
     return note if note.is_file() else None
 
 
+def keep_notes(module: NotesDir, dest: Path) -> NotesDir:
+    """A copy of the module's notes in `dest`: a run's coverage must not depend on a cache
+    entry that can be pruned."""
+    shutil.copytree(module.notes, dest, dirs_exist_ok=True)
+    return NotesDir(dest, module.compiled_in, module.source)
+
+
 def run_gcov(gcda: Path, gcno: Path, gcov: str = "gcov") -> dict[str, object]:
     """gcov's JSON for one object: counters and notes side by side in a scratch directory."""
     with tempfile.TemporaryDirectory(prefix="gcov-") as scratch:
@@ -64,9 +71,14 @@ def run_gcov(gcda: Path, gcno: Path, gcov: str = "gcov") -> dict[str, object]:
             )  # fmt: skip
         except FileNotFoundError:
             raise GcovError(f"{gcov} not found: it comes with gcc") from None
+        except subprocess.TimeoutExpired:
+            raise GcovError(f"{gcov} on {gcda}: no answer in {GCOV_TIMEOUT_S:.0f} s") from None
         if result.returncode != 0 or not result.stdout.strip():
             raise GcovError(f"{gcov} on {gcda}: {result.stderr.strip()[-400:]}")
-        data = json.loads(result.stdout.splitlines()[0])
+        try:
+            data = json.loads(result.stdout.splitlines()[0])
+        except ValueError as err:
+            raise GcovError(f"{gcov} on {gcda}: its JSON does not parse: {err}") from None
     if not isinstance(data, dict):
         raise GcovError(f"{gcov} on {gcda}: not a JSON object")
     return data

@@ -16,7 +16,7 @@ from harness.ssh.command import CommandResult
 
 GCOV_ROOT = "/sys/kernel/debug/gcov"
 NO_GCOV_EXIT = 3
-COPY_TIMEOUT_S = 120.0
+COPY_TIMEOUT_S = 30.0  # a few dozen small files (stretched for TCG)
 _STAGING = "/tmp/harness-gcov"
 _COPY_COUNTERS = f"""
 set -e

@@ -38,7 +38,8 @@ SOURCE_SUFFIXES = (".c", ".h")
 class Coverage:
     counts: LineCounts = field(default_factory=dict)
     driver_sources: set[Path] = field(default_factory=set)
-    kernels: dict[str, int] = field(default_factory=dict)  # kernel: counter files read
+    counters: dict[str, int] = field(default_factory=dict)  # kernel: files its VMs gave
+    kernels: dict[str, int] = field(default_factory=dict)  # kernel: files read with gcov
     problems: list[str] = field(default_factory=list)
 
     def part(self, name: str) -> LineCounts:
@@ -66,7 +67,9 @@ def write_set(where: Path, kernel: str, counters: int, modules: list[NotesDir]) 
         ],
     }
     where.mkdir(parents=True, exist_ok=True)
-    (where / SET_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    scratch = where / f".{SET_FILE}.tmp"
+    scratch.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    scratch.replace(where / SET_FILE)  # whole or not at all: read_run trusts it
 
 
 def read_run(directory: Path, gcov: str = "gcov") -> Coverage:
@@ -76,20 +79,27 @@ def read_run(directory: Path, gcov: str = "gcov") -> Coverage:
         record_path = set_dir / SET_FILE
         if not record_path.is_file():
             continue
-        record = json.loads(record_path.read_text(encoding="utf-8"))
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            coverage.problems.append(f"{record_path}: {err}")
+            continue
         modules = [
             NotesDir(Path(m["notes"]), str(m["compiled_in"]), Path(m["source"]))
             for m in record.get("modules", [])
         ]
         coverage.driver_sources.update(m.source for m in modules)
         kernel = str(record.get("kernel", "?"))
+        coverage.counters[kernel] = coverage.counters.get(kernel, 0) + int(
+            record.get("counters", 0)
+        )
         counters = set_dir / "counters"
-        read = 0
+        read, without_notes = 0, 0
         for gcda in sorted(counters.rglob("*.gcda")):
             compiled = "/" + gcda.relative_to(counters).as_posix()
             gcno = notes_for(compiled, modules)
             if gcno is None:
-                coverage.problems.append(f"{compiled}: no notes (.gcno) found for it")
+                without_notes += 1
                 continue
             try:
                 counts = line_counts(run_gcov(gcda, gcno, gcov))
@@ -98,6 +108,12 @@ def read_run(directory: Path, gcov: str = "gcov") -> Coverage:
                 continue
             merge(coverage.counts, renamed(counts, [(m.compiled_in, m.source) for m in modules]))
             read += 1
+        if without_notes:
+            coverage.problems.append(
+                f"{kernel}: {without_notes} counter file(s) without their notes (.gcno), not "
+                "counted: a module built outside the harness (--vendor-module, "
+                "--vendor-sample), or a kernel build that is gone"
+            )
         coverage.kernels[kernel] = coverage.kernels.get(kernel, 0) + read
     return coverage
 
@@ -131,11 +147,9 @@ def table(coverage: Coverage) -> list[str]:
 
 
 def _common_dir(paths: list[str]) -> Path | None:
-    common = os.path.commonpath(paths) if paths else ""
-    if not common:
-        return None
-    path = Path(common)
-    return path.parent if path.suffix else path
+    """The deepest directory holding all of `paths` (files)."""
+    common = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+    return Path(common) if common else None
 
 
 def part_totals(part: LineCounts) -> dict[str, int]:

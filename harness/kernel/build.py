@@ -227,31 +227,53 @@ def make_env() -> dict[str, str]:
     return env
 
 
-def build_key(tree: KernelTree, dotconfig: str, coverage_dirs: Sequence[str] = ()) -> str:
-    """<source name>-<hash of the merged .config and the coverage dirs>: the .config holds
-    everything kbuild is told (the compiler's version included), so equal keys mean reusable
-    objects."""
-    text = dotconfig + "".join(f"\ncoverage {d}" for d in coverage_dirs)
-    return f"{tree.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+def build_key(tree: KernelTree, dotconfig: str) -> str:
+    """<source name>-<hash of the merged .config>: the .config holds everything kbuild is
+    told (the compiler's version included), so equal keys mean reusable objects."""
+    return f"{tree.name}-{hashlib.sha256(dotconfig.encode()).hexdigest()[:16]}"
 
 
-COVERAGE_MARK = "# vfio-harness: coverage (gcov, KCOV) of this directory"
-COVERAGE_LINES = f"\n{COVERAGE_MARK}\nGCOV_PROFILE := y\nKCOV_INSTRUMENT := y\n"
+COVERAGE_LINES = (
+    "\n# vfio-harness: coverage (gcov, KCOV)\nGCOV_PROFILE := y\nKCOV_INSTRUMENT := y\n"
+)
 
 
-def instrument_for_coverage(tree: KernelTree, directories: Sequence[str]) -> list[str]:
-    """Compile `directories` of the tree for gcov and KCOV (kbuild's per-directory switches,
-    which only act when the config has GCOV_KERNEL or KCOV on); the Makefiles changed now."""
-    changed = []
+def coverage_tree(
+    tree: KernelTree, directories: Sequence[str], progress: Progress = stderr_progress
+) -> KernelTree:
+    """A copy of `tree` whose `directories` are compiled for gcov and KCOV (kbuild's
+    per-directory switches, which act only when the config turns GCOV_KERNEL or KCOV on).
+
+    The copy is of hard links, made once into the cache; each edited Makefile is a new file, so
+    the tree it came from (which other builds share) is never changed. Its name carries the
+    directories, so its builds have keys of their own."""
+    if not directories:
+        return tree
     for directory in directories:
-        makefile = tree.path / directory / "Makefile"
-        if not makefile.is_file():
+        if not (tree.path / directory / "Makefile").is_file():
             raise KernelBuildError(f"coverage: {tree.path} has no {directory}/Makefile")
-        text = makefile.read_text(encoding="utf-8")
-        if COVERAGE_MARK not in text:
+    digest = hashlib.sha256("\n".join(directories).encode()).hexdigest()[:12]
+    name = safe_name(f"{tree.name}+coverage-{digest}")
+
+    def copy(scratch: Path) -> Path:
+        progress(f"kernel source: a copy of {tree.path.name} with {', '.join(directories)} "
+                 "compiled for coverage")  # fmt: skip
+        copied = scratch / tree.path.name
+        linked = subprocess.run(
+            ["cp", "-al", str(tree.path), str(copied)], capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        if linked.returncode != 0:
+            raise KernelBuildError(f"copying {tree.path} failed: {linked.stderr[-300:]}")
+        for directory in directories:
+            makefile = copied / directory / "Makefile"
+            text = makefile.read_text(encoding="utf-8")
+            makefile.unlink()  # a hard link to the shared tree's file: write a new one
             makefile.write_text(text + COVERAGE_LINES, encoding="utf-8")
-            changed.append(directory)
-    return changed
+        return cache_dir("kernel-src") / name
+
+    final = cached_build(cache_dir("kernel-src") / name, copy, _if_dir).value
+    return KernelTree(final / tree.path.name, name)
 
 
 def configure(
@@ -301,7 +323,7 @@ def build_kernel(
     progress: Progress = stderr_progress,
 ) -> KernelBuild:
     """Configure and build `tree` (default: Debian trixie's linux-source-6.12) out of tree;
-    `coverage_dirs` of it compiled for coverage (instrument_for_coverage).
+    `coverage_dirs` of it compiled for coverage (coverage_tree).
 
     KernelBuildError (or kernel_fragments.ConfigMismatchError) says what failed.
     """
@@ -314,13 +336,12 @@ def build_kernel(
         tree = debian_kernel_tree(progress=progress)
     paths = resolve_fragments(fragments)
     compiler = compiler_command(cc)
-    for directory in instrument_for_coverage(tree, coverage_dirs):
-        progress(f"kernel build: {directory} compiled for coverage (gcov, KCOV)")
+    tree = coverage_tree(tree, coverage_dirs, progress)
     root = cache_dir("kernel-builds")
     scratch = Path(tempfile.mkdtemp(prefix=".config-", dir=root))
     try:
         dotconfig = configure(tree, paths, scratch, cc=compiler, progress=progress)
-        key = build_key(tree, dotconfig, coverage_dirs)
+        key = build_key(tree, dotconfig)
         build_dir = root / key
         with _locked(build_dir):
             build_dir.mkdir(exist_ok=True)

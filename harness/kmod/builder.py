@@ -112,7 +112,9 @@ def chroot_environment() -> dict[str, str]:
 
 # Make variables that change what kmod/ builds: set on the command line by the harness only, so
 # one left in a user's environment cannot turn a normal build into a test build (or back).
-_MAKE_SWITCHES = ("HMDEV_FAULTS",)
+# Variables that change what a module build makes: only the harness sets them (a user's
+# environment must not change a module behind its cache key).
+_MAKE_SWITCHES = ("HMDEV_FAULTS", "GCOV_PROFILE", "KCOV_INSTRUMENT")
 
 
 def host_environment() -> dict[str, str]:
@@ -177,12 +179,15 @@ def build_module_host(
     dest: Path | None = None,
     extra_warnings: bool = False,
     extra_make_args: Sequence[str] = (),
+    make_env: Mapping[str, str] | None = None,
     progress: Progress = stderr_progress,
 ) -> ModuleBuild:
     """Build the module in `source` against a user's own kernel tree, with the host toolchain.
 
     The tree must be prepared (`make modules_prepare` or a full build); the host's compiler
     should be the one that built the kernel (CONFIG_CC_VERSION_TEXT in its .config).
+    `make_env` are variables for make's environment, where a Makefile's own assignment wins
+    (unlike a command-line variable): GCOV_PROFILE=y leaves a Kbuild's `GCOV_PROFILE := n`.
     """
     _check_source(source)
     kernel_dir = kernel_build_dir.resolve()
@@ -198,7 +203,7 @@ def build_module_host(
         job = _MakeJob(
             name=_module_name(source),
             argv=tuple(make),
-            environment=host_environment(),
+            environment={**host_environment(), **(make_env or {})},
             staged=staged,
             shown_dir=str(staged),
             release=release,

@@ -194,7 +194,8 @@ class SuiteRun:
                 )
                 report.user_properties.append(interrupted)
             if death.vm_dead or outcome.timed_out:
-                self._retire(choice, "the guest died" if death.vm_dead else "a test timed out")
+                why = "the guest died" if death.vm_dead else "a test timed out"
+                self._retire(choice, why, hung=True)
             else:
                 runner.close()  # the next test starts a new runner in the same VM
         if not any(r.when == "teardown" for r in reports):
@@ -338,7 +339,7 @@ class SuiteRun:
 
     def _collect_coverage(self, choice: KernelChoice, guest: GuestVm) -> None:
         if self._coverage is None or not guest.vm.alive():
-            return
+            return  # a dead VM took its counters with it
         guest.progress(self._coverage.collect(guest, choice.id, self._notes.get(choice)))
 
     def _tarball(self, suite: Path) -> bytes:
@@ -347,14 +348,17 @@ class SuiteRun:
             self._tarballs[suite] = guest_items.suite_tarball(suite, self.config.rootpath, markers)
         return self._tarballs[suite]
 
-    def _retire(self, choice: KernelChoice, why: str) -> None:
+    def _retire(self, choice: KernelChoice, why: str, *, hung: bool = False) -> None:
         guest = self._guests.pop(choice, None)
         if guest is None:
             return
         guest.progress(f"{choice.id}: replacing the VM: {why}")
         with contextlib.suppress(Exception):
             guest.close()
-        self._collect_coverage(choice, guest)
+        if not hung:
+            self._collect_coverage(choice, guest)
+        elif self._coverage is not None:
+            guest.progress(f"{choice.id}: coverage: the counters of that VM are lost with it")
         self._pool_for().retire(guest.vm)  # VmPool.shared starts a new one for the next test
 
     # Ending ---------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -135,7 +137,7 @@ def test_fetching_from_a_kernel_without_gcov_gets_nothing(tmp_path: Path) -> Non
         guest.fetch_counters(FakeShell(1), tmp_path)
     shell = FakeShell(0, _archive({"./x/a.gcda": b"1"}))
     assert guest.fetch_counters(shell, tmp_path) == 1
-    assert "cat" in shell.commands[0]  # debugfs sizes are 0: copied by reading, not by tar
+    assert 'cat "$f"' in shell.commands[0]  # debugfs sizes are 0: copied by reading, not by tar
 
 
 def test_a_run_sums_its_vms_per_source_line(tmp_path: Path) -> None:
@@ -173,3 +175,66 @@ def test_a_run_sums_its_vms_per_source_line(tmp_path: Path) -> None:
         pytest.skip(message)
     page = (run / "html" / "index.html").read_text()
     assert "83.3" in page and ">kmod<" in page, written  # a directory per source root
+
+
+def test_coverage_with_no_kernel_that_has_gcov_is_refused_before_the_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli_errors import UsageError
+    from harness.commands.run import check_coverage
+
+    def kernel(name: str, config: str) -> Any:
+        path = tmp_path / f"{name}.config"
+        path.write_text(config)
+        choice = SimpleNamespace(id=name)
+        return SimpleNamespace(
+            choice=choice, bundle=None, image=SimpleNamespace(kernel_config=path)
+        )
+
+    bookworm = kernel("bookworm", "# CONFIG_GCOV_KERNEL is not set\n")
+    debug = kernel("debug", "CONFIG_GCOV_KERNEL=y\n")
+    with pytest.raises(
+        UsageError, match=r"no kernel of this run has gcov.*bookworm.*--kernel debug"
+    ):
+        check_coverage([bookworm])
+    check_coverage([bookworm, debug])
+    assert "bookworm has no gcov" in capsys.readouterr().err
+
+
+def test_counters_are_named_by_the_object_path_the_compiler_was_given(tmp_path: Path) -> None:
+    """What the kernel's debugfs shows (gcov_info's filename) is the object's path as given to
+    gcc with -o, wherever make ran: kbuild gives an M= build's objects as $(M)/x.o."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc: vfio-harness setup --profile unit")
+    module = tmp_path / "staged"
+    module.mkdir()
+    (module / "x.c").write_text(DRIVER)
+    elsewhere = tmp_path / "kernel-tree"
+    elsewhere.mkdir()
+    compile_ = ["gcc", "--coverage", "-c", "-o", str(module / "x.o"), str(module / "x.c")]
+    subprocess.run(compile_, cwd=elsewhere, check=True)
+    link = ["gcc", "--coverage", "-o", str(tmp_path / "prog"), str(module / "x.o")]
+    subprocess.run(link, cwd=elsewhere, check=True)
+    subprocess.run([str(tmp_path / "prog")], cwd=tmp_path, check=False)
+    assert (module / "x.gcda").is_file() and not list(elsewhere.glob("*.gcda"))
+
+
+class DeadGuest:
+    """A guest whose SSH session has gone: every command raises."""
+
+    class _Ssh:
+        def run(self, *_args: object, **_kwargs: object) -> CommandResult:
+            from harness.ssh.errors import SshError
+
+            raise SshError("the SSH session is closed")
+
+    def __init__(self) -> None:
+        self.vm = SimpleNamespace(ssh=self._Ssh(), accelerator=SimpleNamespace(timeout_scale=1.0))
+
+
+def test_a_guest_that_cannot_give_its_counters_does_not_end_the_run(tmp_path: Path) -> None:
+    from harness.plugin.coverage import CoverageCollector
+
+    line = CoverageCollector(tmp_path, "gw0").collect(DeadGuest(), "debug", None)  # type: ignore[arg-type]
+    assert line.startswith("debug: coverage: counters not copied") and "closed" in line
+    assert not list(tmp_path.rglob("set.json"))

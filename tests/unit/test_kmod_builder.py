@@ -270,7 +270,7 @@ def test_a_build_for_gcov_keeps_its_notes_and_where_it_was_compiled(
     kernel_tree: Path, source: Path, tmp_path: Path
 ) -> None:
     build_module_host(
-        source, kernel_tree, dest=tmp_path / "out", extra_make_args=["GCOV_PROFILE=y"],
+        source, kernel_tree, dest=tmp_path / "out", make_env={"GCOV_PROFILE": "y"},
         progress=quiet,
     )  # fmt: skip
     notes = tmp_path / "out" / GCOV_NOTES_DIR
