@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ DEFAULT_KERNEL = "bookworm"
 RESULTS_FILE = "results.json"
 VM_FOOTPRINT = 3 << 29  # 1.5 GiB: a guest's 1 GiB and QEMU's own, a VM of -n auto
 HTML_FILE = "report.html"
+COVERAGE_DIR = "coverage"
 LATEST = "latest"  # the default reports folder's link to the last run
 REPORTS_ROOT = "vfio-harness-reports"
 REPORT_FILES = ("junit.xml", "results.ktap", RESULTS_FILE, HTML_FILE, "verdicts.json",
@@ -137,6 +139,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         type=Path,
         metavar="CERT",
         help="the certificate of --signing-key (PEM or DER)",
+    )
+    run.add_argument(
+        "--coverage",
+        action="store_true",
+        help="report which lines of the driver (ours, or --vendor-src) and of drivers/vfio/ "
+        "the suite ran: per file, an lcov tracefile and HTML pages in the reports folder; "
+        "needs a kernel with gcov (--kernel debug, or a --kernel-tree with the debug fragments)",
     )
     run.add_argument(
         "--shard",
@@ -274,9 +283,16 @@ def pytest_command(
     if args.expect:
         command.append(f"--expect={args.expect}")
     command += firmware_options(args)
-    if args.shard:
-        command.append(f"--shard={args.shard}")
+    command += report_options(args, reports)
     return command + list(given.options)
+
+
+def report_options(args: argparse.Namespace, reports: Path) -> list[str]:
+    """--shard and --coverage-dir, for pytest."""
+    options = [f"--shard={args.shard}"] if args.shard else []
+    if args.coverage:
+        options.append(f"--coverage-dir={reports / COVERAGE_DIR}")
+    return options
 
 
 def firmware_options(args: argparse.Namespace) -> list[str]:
@@ -302,6 +318,7 @@ def new_reports_dir(root: Path) -> Path:
 def clear_reports(reports: Path) -> None:
     for name in REPORT_FILES:
         (reports / name).unlink(missing_ok=True)
+    shutil.rmtree(reports / COVERAGE_DIR, ignore_errors=True)  # else its raw sets would add up
 
 
 def write_html_report(reports: Path) -> Path | None:
@@ -355,6 +372,8 @@ def run_suite(args: argparse.Namespace) -> int:
             source=args.vendor_src.expanduser().resolve() if args.vendor_src else None,
             sample=args.vendor_sample,
         )
+    if args.coverage:
+        check_coverage(prepared)
     check_device(args, prepared, reports, expected)
     from harness.kernel.prepare import prepared_env
     from harness.vm.machine import CONSOLE_DIR_ENV
@@ -372,6 +391,7 @@ def run_suite(args: argparse.Namespace) -> int:
         pytest_command(args, suite, reports, kernels), cwd=suite_rootdir(suite), env=env
     )
     html = write_html_report(reports)
+    coverage_lines = report_coverage(reports / COVERAGE_DIR) if args.coverage else []
     if args.reports is None:
         point_latest_at(reports)
     print(
@@ -386,4 +406,52 @@ def run_suite(args: argparse.Namespace) -> int:
         f"  consoles:  {consoles} (one log per VM)",
         flush=True,
     )
+    if coverage_lines:
+        print("\n".join(["", *coverage_lines]), flush=True)
     return status
+
+
+def check_coverage(prepared: list[Prepared]) -> None:
+    """--coverage with no kernel that has gcov is a mistake to tell before the suite runs."""
+    from harness.commands.run_prepare import without_gcov
+
+    missing = without_gcov(prepared)
+    if prepared and len(missing) == len(prepared):
+        raise UsageError(
+            f"--coverage: no kernel of this run has gcov (CONFIG_GCOV_KERNEL): "
+            f"{', '.join(missing)}; use --kernel debug (or a --kernel-tree built with the "
+            "debug fragments)"
+        )
+    if missing:
+        print(
+            f"vfio-harness: --coverage: {', '.join(missing)} has no gcov (CONFIG_GCOV_KERNEL): "
+            "its VMs add nothing to the coverage",
+            file=sys.stderr,
+        )
+
+
+def report_coverage(directory: Path) -> list[str]:
+    """The coverage table and what was written (harness.coverage.report), or why none: a
+    problem here is told, and does not change the run's exit status."""
+    from harness.coverage.report import read_run, table, write_reports
+
+    try:
+        coverage = read_run(directory)
+        if not coverage.counters:
+            return [
+                "coverage: no gcov counters were copied from any VM: --coverage needs a kernel "
+                "with CONFIG_GCOV_KERNEL, such as --kernel debug",
+                *coverage.problems[:5],
+            ]
+        counted = ", ".join(k for k, n in coverage.counters.items() if n)
+        lines = [f"coverage (gcov; lines of code the suite executed on {counted}):"]
+        lines += table(coverage)
+        without = [kernel for kernel, count in coverage.counters.items() if not count]
+        if without:
+            lines.append(f"  no counters from {', '.join(without)} (no CONFIG_GCOV_KERNEL)")
+        lines += [f"  {problem}" for problem in coverage.problems[:10]]
+        if len(coverage.problems) > 10:
+            lines.append(f"  ... {len(coverage.problems) - 10} more in coverage/summary.json")
+        return lines + [f"  {line}" for line in write_reports(coverage, directory)]
+    except (OSError, ValueError, subprocess.SubprocessError) as err:
+        return [f"coverage: the report failed: {err}"]

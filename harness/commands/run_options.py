@@ -76,6 +76,9 @@ def _check_target(args: argparse.Namespace) -> None:
             )
     if args.module_faults:
         raise UsageError("--module-faults loads our module in VMs: not with --target local")
+    if args.coverage:
+        raise UsageError("--coverage reads the counters of our VMs' kernels: not with --target "
+                         "local")  # fmt: skip
 
 
 def _check_driver(args: argparse.Namespace) -> None:

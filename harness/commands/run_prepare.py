@@ -70,6 +70,22 @@ def prepare(
     return prepared
 
 
+def without_gcov(prepared: list[Prepared]) -> list[str]:
+    """The kernels (ids) whose config has no CONFIG_GCOV_KERNEL: no coverage from their VMs."""
+    from harness.kernel.config import parse_config
+
+    missing = []
+    for p in prepared:
+        config = p.bundle.config if p.bundle is not None else p.image.kernel_config
+        try:
+            text = config.read_text(encoding="utf-8", errors="replace") if config else ""
+        except OSError:
+            text = ""
+        if parse_config(text).get("GCOV_KERNEL") != "y":
+            missing.append(p.choice.id)
+    return missing
+
+
 def recipe_builds(prepared: list[Prepared]) -> dict[str, Path]:
     """The build directory of each kernel recipe, for pytest (harness.kernel.prepare)."""
     return {

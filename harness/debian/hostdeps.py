@@ -51,6 +51,9 @@ PROFILES: dict[str, tuple[str, ...]] = {
     # The HTML report is checked as a browser shows it (tests/unit/test_report_html.py), and
     # the LAVA job against LAVA's own schema (tests/unit/test_report_lava.py).
     "report": ("chromium", "lava-common"),
+    # `run --coverage`: genhtml makes the coverage pages from our lcov tracefile (the line
+    # counts themselves come from gcc's own gcov, with gcc).
+    "coverage": ("lcov", "gcc"),
     # LAVA's dispatcher runs our job for real (tests/lava, `tox -e lava`); it writes the test
     # overlay into the image with libguestfs, and reads it back with debugfs.
     "lava": ("lava-dispatcher", "e2fsprogs"),

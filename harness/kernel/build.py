@@ -233,6 +233,49 @@ def build_key(tree: KernelTree, dotconfig: str) -> str:
     return f"{tree.name}-{hashlib.sha256(dotconfig.encode()).hexdigest()[:16]}"
 
 
+COVERAGE_LINES = (
+    "\n# vfio-harness: coverage (gcov, KCOV)\nGCOV_PROFILE := y\nKCOV_INSTRUMENT := y\n"
+)
+
+
+def coverage_tree(
+    tree: KernelTree, directories: Sequence[str], progress: Progress = stderr_progress
+) -> KernelTree:
+    """A copy of `tree` whose `directories` are compiled for gcov and KCOV (kbuild's
+    per-directory switches, which act only when the config turns GCOV_KERNEL or KCOV on).
+
+    The copy is of hard links, made once into the cache; each edited Makefile is a new file, so
+    the tree it came from (which other builds share) is never changed. Its name carries the
+    directories, so its builds have keys of their own."""
+    if not directories:
+        return tree
+    for directory in directories:
+        if not (tree.path / directory / "Makefile").is_file():
+            raise KernelBuildError(f"coverage: {tree.path} has no {directory}/Makefile")
+    digest = hashlib.sha256("\n".join(directories).encode()).hexdigest()[:12]
+    name = safe_name(f"{tree.name}+coverage-{digest}")
+
+    def copy(scratch: Path) -> Path:
+        progress(f"kernel source: a copy of {tree.path.name} with {', '.join(directories)} "
+                 "compiled for coverage")  # fmt: skip
+        copied = scratch / tree.path.name
+        linked = subprocess.run(
+            ["cp", "-al", str(tree.path), str(copied)], capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        if linked.returncode != 0:
+            raise KernelBuildError(f"copying {tree.path} failed: {linked.stderr[-300:]}")
+        for directory in directories:
+            makefile = copied / directory / "Makefile"
+            text = makefile.read_text(encoding="utf-8")
+            makefile.unlink()  # a hard link to the shared tree's file: write a new one
+            makefile.write_text(text + COVERAGE_LINES, encoding="utf-8")
+        return cache_dir("kernel-src") / name
+
+    final = cached_build(cache_dir("kernel-src") / name, copy, _if_dir).value
+    return KernelTree(final / tree.path.name, name)
+
+
 def configure(
     tree: KernelTree,
     fragments: Sequence[Path],
@@ -276,9 +319,11 @@ def build_kernel(
     *,
     cc: str = "gcc",
     jobs: int | None = None,
+    coverage_dirs: Sequence[str] = (),
     progress: Progress = stderr_progress,
 ) -> KernelBuild:
-    """Configure and build `tree` (default: Debian trixie's linux-source-6.12) out of tree.
+    """Configure and build `tree` (default: Debian trixie's linux-source-6.12) out of tree;
+    `coverage_dirs` of it compiled for coverage (coverage_tree).
 
     KernelBuildError (or kernel_fragments.ConfigMismatchError) says what failed.
     """
@@ -291,6 +336,7 @@ def build_kernel(
         tree = debian_kernel_tree(progress=progress)
     paths = resolve_fragments(fragments)
     compiler = compiler_command(cc)
+    tree = coverage_tree(tree, coverage_dirs, progress)
     root = cache_dir("kernel-builds")
     scratch = Path(tempfile.mkdtemp(prefix=".config-", dir=root))
     try:

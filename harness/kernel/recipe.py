@@ -15,6 +15,7 @@ naming the file and the field, like an image recipe's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,8 @@ from harness.kernel.build import (
 )
 
 FRAGMENT_SUFFIX = ".config"
-_TOP_FIELDS = {"name", "description", "rootfs", "fragments", "source"}
+_TOP_FIELDS = {"name", "description", "rootfs", "fragments", "source", "coverage"}
+_COVERAGE_DIR = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")  # relative, no "..": a tree dir
 _SOURCE_FIELDS = {"package", "suite", "path"}
 
 
@@ -69,6 +71,9 @@ class KernelRecipe:
     source: DebianSource | TreeSource = DebianSource()
     description: str = ""
     file: Path | None = field(default=None, compare=False)
+    # Source directories compiled for coverage (gcov and KCOV) when the config has them on;
+    # only for Debian's source, which is ours to edit.
+    coverage: tuple[str, ...] = ()
 
 
 def kernel_recipe_dir() -> Path:
@@ -120,7 +125,24 @@ def parse_kernel_recipe(
         fragments=_fragments(reader, path),
         source=_source(FieldReader(reader.table("source", optional=True), path, "source."), path),
         file=path,
+        coverage=_coverage(reader, path),
     )
+
+
+def _coverage(reader: FieldReader, path: Path) -> tuple[str, ...]:
+    dirs = tuple(reader.strings("coverage", default=()))
+    for directory in dirs:
+        if not _COVERAGE_DIR.match(directory):
+            raise RecipeError(path, "coverage", f"{directory!r}: a directory of the tree, "
+                              "relative, such as drivers/vfio")  # fmt: skip
+    if dirs and "path" in reader.table("source", optional=True):
+        raise RecipeError(
+            path,
+            "coverage",
+            "needs Debian's source: the harness does not edit your tree's Makefiles (add "
+            "GCOV_PROFILE := y there yourself)",
+        )
+    return dirs
 
 
 def _fragments(reader: FieldReader, path: Path) -> tuple[Path, ...]:
@@ -174,4 +196,9 @@ def build_recipe_kernel(recipe: KernelRecipe, progress: Progress = stderr_progre
     Raises KernelBuildError or kernel_fragments.ConfigMismatchError like build_kernel.
     """
     progress(f"kernel {recipe.name}: {' + '.join(p.stem for p in recipe.fragments)}")
-    return build_kernel(recipe_tree(recipe, progress), recipe.fragments, progress=progress)
+    return build_kernel(
+        recipe_tree(recipe, progress),
+        recipe.fragments,
+        coverage_dirs=recipe.coverage,
+        progress=progress,
+    )

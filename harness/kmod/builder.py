@@ -33,6 +33,11 @@ MAKE_TIMEOUT_SECONDS = 900
 CHROOT_BUILD_PARENT = "build"  # /build inside the chroot
 CHROOT_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_NAME = "build.log"
+# A build for a kernel with gcov on (GCOV_PROFILE=y) leaves a notes file (.gcno) per object:
+# kept in dest/gcov/ with the directory the compiler saw, which is where the kernel's debugfs
+# shows the counters (/sys/kernel/debug/gcov/<that directory>/<object>.gcda).
+GCOV_NOTES_DIR = "gcov"
+GCOV_COMPILED_IN = "compiled-in"
 # A source directory someone built in by hand holds kbuild output; never let it leak in.
 BUILD_OUTPUT = (
     "*.o",
@@ -107,7 +112,9 @@ def chroot_environment() -> dict[str, str]:
 
 # Make variables that change what kmod/ builds: set on the command line by the harness only, so
 # one left in a user's environment cannot turn a normal build into a test build (or back).
-_MAKE_SWITCHES = ("HMDEV_FAULTS",)
+# Variables that change what a module build makes: only the harness sets them (a user's
+# environment must not change a module behind its cache key).
+_MAKE_SWITCHES = ("HMDEV_FAULTS", "GCOV_PROFILE", "KCOV_INSTRUMENT")
 
 
 def host_environment() -> dict[str, str]:
@@ -172,12 +179,15 @@ def build_module_host(
     dest: Path | None = None,
     extra_warnings: bool = False,
     extra_make_args: Sequence[str] = (),
+    make_env: Mapping[str, str] | None = None,
     progress: Progress = stderr_progress,
 ) -> ModuleBuild:
     """Build the module in `source` against a user's own kernel tree, with the host toolchain.
 
     The tree must be prepared (`make modules_prepare` or a full build); the host's compiler
     should be the one that built the kernel (CONFIG_CC_VERSION_TEXT in its .config).
+    `make_env` are variables for make's environment, where a Makefile's own assignment wins
+    (unlike a command-line variable): GCOV_PROFILE=y leaves a Kbuild's `GCOV_PROFILE := n`.
     """
     _check_source(source)
     kernel_dir = kernel_build_dir.resolve()
@@ -193,7 +203,7 @@ def build_module_host(
         job = _MakeJob(
             name=_module_name(source),
             argv=tuple(make),
-            environment=host_environment(),
+            environment={**host_environment(), **(make_env or {})},
             staged=staged,
             shown_dir=str(staged),
             release=release,
@@ -284,6 +294,7 @@ def _run_make(job: _MakeJob, progress: Progress) -> ModuleBuild:
         )
     parsed = parse_make_output(output, job.shown_dir)
     modules = _copy_modules(job.staged, job.dest)
+    _keep_gcov_notes(job.staged, job.dest, job.shown_dir)
     if not modules:
         raise ModuleBuildError(
             f"building {what}: make succeeded but made no .ko: does the Kbuild file set obj-m?"
@@ -304,6 +315,18 @@ def _run_make(job: _MakeJob, progress: Progress) -> ModuleBuild:
         kernel_release=job.release,
         seconds=round(seconds, 2),
     )
+
+
+def _keep_gcov_notes(staged: Path, dest: Path, compiled_in: str) -> None:
+    notes = sorted(staged.rglob("*.gcno"))
+    if not notes:
+        return
+    kept = dest / GCOV_NOTES_DIR
+    for note in notes:
+        target = kept / note.relative_to(staged)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(note, target)
+    (kept / GCOV_COMPILED_IN).write_text(compiled_in + "\n", encoding="utf-8")
 
 
 def _copy_modules(staged: Path, dest: Path) -> tuple[Path, ...]:

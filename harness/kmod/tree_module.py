@@ -122,12 +122,34 @@ def tree_target(build_dir: Path) -> ModuleTarget:
     check_compiler(build_dir, host)
     release = (build_dir / "include/config/kernel.release").read_text(encoding="utf-8").strip()
 
+    instrument = coverage_make_env((build_dir / ".config").read_text(encoding="utf-8"))
+
     def build(src: Path, dest: Path, make_args: tuple[str, ...], log: Progress) -> ModuleBuild:
         return build_module_host(
-            src, build_dir, dest=dest, extra_warnings=True, extra_make_args=make_args, progress=log
+            src,
+            build_dir,
+            dest=dest,
+            extra_warnings=True,
+            extra_make_args=make_args,
+            make_env=instrument,
+            progress=log,
         )
 
-    return ModuleTarget(release, tree_identity(build_dir), host, build)
+    # Instrumented builds get keys of their own (an entry made before they were is not one).
+    identity = tree_identity(build_dir) + "".join(f"-{k.lower()}" for k in sorted(instrument))
+    return ModuleTarget(release, identity, host, build)
+
+
+def coverage_make_env(config_text: str) -> dict[str, str]:
+    """A kernel with gcov or KCOV on gets its external modules compiled for them (kbuild
+    instruments an M= build only when told to): `run --coverage` and the fuzzer read them."""
+    config = parse_config(config_text)
+    env = {}
+    if config.get("GCOV_KERNEL") == "y":
+        env["GCOV_PROFILE"] = "y"
+    if config.get("KCOV") == "y":
+        env["KCOV_INSTRUMENT"] = "y"
+    return env
 
 
 def build_tree_module(

@@ -107,6 +107,13 @@ def add_options(parser: pytest.Parser) -> None:
         "with fault=BITS: 1 keeps pins on unmap, 2 overruns device memory, 4 WARNs on reset",
     )
     group.addoption(
+        "--coverage-dir",
+        default=None,
+        metavar="DIR",
+        help="copy each VM's gcov counters into DIR before it is closed (kernels with "
+        "CONFIG_GCOV_KERNEL: the debug kernel); `vfio-harness run --coverage` reports them",
+    )
+    group.addoption(
         "--guest-timeout",
         type=float,
         default=600.0,

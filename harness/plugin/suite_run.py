@@ -32,6 +32,8 @@ from harness.plugin.properties import INTERRUPTED, KERNEL_CHOICE
 from harness.plugin.protocol import ItemDone
 
 if TYPE_CHECKING:
+    from harness.coverage.gcov import NotesDir
+    from harness.plugin.coverage import CoverageCollector
     from harness.plugin.guest_vm import GuestVm, VendorModule
     from harness.plugin.pool import VmPool
     from harness.plugin.runner_client import RunnerClient
@@ -52,6 +54,8 @@ class SuiteRun:
         self._kmsg: KmsgReader | None = None
         self._kmsg_error: str | None = None
         self._known_failures = guest_items.known_failures(config, self.roots)
+        self._coverage = _coverage_collector(config)
+        self._notes: dict[KernelChoice, NotesDir | None] = {}  # the gcov notes of its module
 
     # Collection -----------------------------------------------------------------------------
 
@@ -190,7 +194,8 @@ class SuiteRun:
                 )
                 report.user_properties.append(interrupted)
             if death.vm_dead or outcome.timed_out:
-                self._retire(choice, "the guest died" if death.vm_dead else "a test timed out")
+                why = "the guest died" if death.vm_dead else "a test timed out"
+                self._retire(choice, why, hung=True)
             else:
                 runner.close()  # the next test starts a new runner in the same VM
         if not any(r.when == "teardown" for r in reports):
@@ -277,6 +282,7 @@ class SuiteRun:
                     pytest.fail(f"--vendor-module {given}: no such file", pytrace=False)
             else:
                 path = self._build_module(choice, guest)
+                self._notes[choice] = self._module_notes(path)
             identity = identity_of(self.config)
             if identity is not None:  # Secure Boot: the guest loads signed modules only
                 path = signed_module(path, self._pool_for().image(choice.recipe), identity)
@@ -320,32 +326,63 @@ class SuiteRun:
         except VendorModuleError as err:
             pytest.fail(str(err), pytrace=False)
 
+    def _module_notes(self, module: Path) -> NotesDir | None:
+        if self._coverage is None:
+            return None
+        from harness.kmod.module_cache import kmod_dir
+        from harness.plugin.coverage import module_notes
+
+        source = self.config.getoption("--vendor-src")
+        if self.config.getoption("--vendor-sample"):
+            return None  # the sample's source is a copy in the cache: its lines are not asked for
+        return module_notes(module, Path(source).resolve() if source else kmod_dir())
+
+    def _collect_coverage(self, choice: KernelChoice, guest: GuestVm) -> None:
+        if self._coverage is None or not guest.vm.alive():
+            return  # a dead VM took its counters with it
+        guest.progress(self._coverage.collect(guest, choice.id, self._notes.get(choice)))
+
     def _tarball(self, suite: Path) -> bytes:
         if suite not in self._tarballs:
             markers = [str(line) for line in self.config.getini("markers")]
             self._tarballs[suite] = guest_items.suite_tarball(suite, self.config.rootpath, markers)
         return self._tarballs[suite]
 
-    def _retire(self, choice: KernelChoice, why: str) -> None:
+    def _retire(self, choice: KernelChoice, why: str, *, hung: bool = False) -> None:
         guest = self._guests.pop(choice, None)
         if guest is None:
             return
         guest.progress(f"{choice.id}: replacing the VM: {why}")
         with contextlib.suppress(Exception):
             guest.close()
+        if not hung:
+            self._collect_coverage(choice, guest)
+        elif self._coverage is not None:
+            guest.progress(f"{choice.id}: coverage: the counters of that VM are lost with it")
         self._pool_for().retire(guest.vm)  # VmPool.shared starts a new one for the next test
 
     # Ending ---------------------------------------------------------------------------------
 
     def pytest_sessionfinish(self) -> None:
-        guests, self._guests = list(self._guests.values()), {}
-        for guest in guests:
+        guests, self._guests = list(self._guests.items()), {}
+        for choice, guest in guests:
             with contextlib.suppress(Exception):
                 guest.close()  # the runners tear their sessions down
+            self._collect_coverage(choice, guest)
         if self._pool is not None:
             self._pool.close()
         if self._kmsg is not None:
             self._kmsg.close()
+
+
+def _coverage_collector(config: pytest.Config) -> CoverageCollector | None:
+    directory = config.getoption("--coverage-dir")
+    if not directory:
+        return None
+    from harness.plugin.coverage import CoverageCollector
+
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    return CoverageCollector(Path(directory), str(worker))
 
 
 _KERNELS_KEY = pytest.StashKey[list[KernelChoice]]()

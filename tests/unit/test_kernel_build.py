@@ -18,6 +18,7 @@ from harness.kernel.build import (
     build_key,
     compiler_command,
     configure,
+    coverage_tree,
     resolve_fragments,
     user_kernel_tree,
 )
@@ -105,6 +106,26 @@ def test_build_key_follows_the_config_only() -> None:
     assert len(key.rsplit("-", 1)[1]) == 16
     assert build_key(moved, "CONFIG_A=y\n") == key
     assert build_key(tree, "CONFIG_A=m\n") != key
+
+
+def test_coverage_dirs_are_switched_on_in_a_copy_of_the_tree(
+    fake_tree: KernelTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    makefile = fake_tree.path / "drivers/vfio/Makefile"
+    makefile.parent.mkdir(parents=True)
+    makefile.write_text("obj-y += vfio.o\n")
+    copy = coverage_tree(fake_tree, ["drivers/vfio"], progress=lambda _line: None)
+    assert copy.name.startswith("fake+coverage-") and copy.path != fake_tree.path
+    text = (copy.path / "drivers/vfio/Makefile").read_text()
+    assert text.startswith("obj-y += vfio.o\n") and "GCOV_PROFILE := y" in text
+    assert "KCOV_INSTRUMENT := y" in text
+    assert makefile.read_text() == "obj-y += vfio.o\n"  # the shared tree is left as it was
+    assert (copy.path / "Makefile").stat().st_ino == (fake_tree.path / "Makefile").stat().st_ino
+    assert coverage_tree(fake_tree, ["drivers/vfio"], progress=lambda _line: None) == copy
+    assert coverage_tree(fake_tree, [], progress=lambda _line: None) == fake_tree
+    with pytest.raises(KernelBuildError, match="no drivers/none/Makefile"):
+        coverage_tree(fake_tree, ["drivers/none"], progress=lambda _line: None)
 
 
 def test_resolve_fragments_by_name_and_path(tmp_path: Path) -> None:

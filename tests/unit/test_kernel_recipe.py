@@ -80,6 +80,7 @@ def test_the_shipped_debug_recipe() -> None:
     assert [p.name for p in recipe.fragments] == ["base.config", "debug.config"]
     assert recipe.source == DebianSource("linux-source-6.12", "trixie")
     assert "debug" in kernel_recipe_names(VM_IMAGES / "kernels")
+    assert recipe.coverage == ("drivers/vfio", "drivers/vfio/mdev")
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,13 @@ def test_the_shipped_debug_recipe() -> None:
         (lambda t: t + '[source]\nsuite = "Trixie"\n', "source.suite", "does not match"),
         (lambda t: t + '[source]\nbranch = "x"\n', "source.branch", "unknown field"),
         (lambda t: t + 'source = "debian"\n', "source", "must be a table"),
+        (lambda t: t + 'coverage = ["../etc"]\n', "coverage", "relative, such as drivers/vfio"),
+        (lambda t: t + 'coverage = ["/drivers"]\n', "coverage", "relative"),
+        (
+            lambda t: t + 'coverage = ["drivers/vfio"]\n[source]\npath = "/"\n',
+            "coverage",
+            "needs Debian's source",
+        ),
     ],
 )
 def test_bad_fields_name_the_file_and_field(
@@ -139,14 +147,21 @@ def test_build_uses_the_recipe_source_and_fragments(
         return tree
 
     def fake_build(
-        source: KernelTree, fragments: tuple[Path, ...], *, progress: object
+        source: KernelTree,
+        fragments: tuple[Path, ...],
+        *,
+        coverage_dirs: tuple[str, ...],
+        progress: object,
     ) -> KernelBuild:
         asked.append((source, fragments))
+        assert coverage_dirs == ("drivers/vfio",)
         return KernelBuild(tmp_path / "b", "6.12.117", "0" * 16, (), 1, 0, 1, 1.0, 0)
 
     monkeypatch.setattr(kernel_recipe, "debian_kernel_tree", fake_debian_tree)
     monkeypatch.setattr(kernel_recipe, "build_kernel", fake_build)
-    recipe = KernelRecipe("mine", "bookworm", (kernels / "base.config",))
+    recipe = KernelRecipe(
+        "mine", "bookworm", (kernels / "base.config",), coverage=("drivers/vfio",)
+    )
     build = build_recipe_kernel(recipe, progress=lambda _line: None)
     assert build.release == "6.12.117"
     assert asked == [(DEFAULT_PACKAGE, DEFAULT_SUITE), (tree, (kernels / "base.config",))]

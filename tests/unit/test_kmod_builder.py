@@ -15,6 +15,8 @@ import pytest
 
 from harness.kmod.build_env import BuildEnv
 from harness.kmod.builder import (
+    GCOV_COMPILED_IN,
+    GCOV_NOTES_DIR,
     ModuleBuildError,
     build_module,
     build_module_host,
@@ -219,6 +221,9 @@ endif
 ifndef NOKO
 \t@cp $(M)/hello.c $(M)/hello.ko
 endif
+ifeq ($(GCOV_PROFILE),y)
+\t@echo notes > $(M)/hello.gcno
+endif
 """
 
 
@@ -259,6 +264,21 @@ def test_host_build_copies_the_module_out_with_its_warnings_and_log(
     assert "hello.c:3:5: warning" in built.log
     assert lines[-1].startswith("module my_module for 6.18.0-custom: make ... ")
     assert "1 warning," in lines[-1]
+
+
+def test_a_build_for_gcov_keeps_its_notes_and_where_it_was_compiled(
+    kernel_tree: Path, source: Path, tmp_path: Path
+) -> None:
+    build_module_host(
+        source, kernel_tree, dest=tmp_path / "out", make_env={"GCOV_PROFILE": "y"},
+        progress=quiet,
+    )  # fmt: skip
+    notes = tmp_path / "out" / GCOV_NOTES_DIR
+    assert (notes / "hello.gcno").read_text() == "notes\n"
+    compiled_in = (notes / GCOV_COMPILED_IN).read_text().strip()
+    assert Path(compiled_in).name.startswith("my_module-")  # the staged copy, now gone
+    build_module_host(source, kernel_tree, dest=tmp_path / "plain", progress=quiet)
+    assert not (tmp_path / "plain" / GCOV_NOTES_DIR).exists()
 
 
 def test_a_failed_build_raises_with_the_compiler_s_error_lines(

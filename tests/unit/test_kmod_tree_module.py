@@ -19,6 +19,7 @@ from harness.kmod.module_cache import MODULE_FILE, VendorModuleError, VendorModu
 from harness.kmod.tree_module import (
     build_tree_module,
     check_compiler,
+    coverage_make_env,
     kernel_compiler,
     tree_identity,
     tree_problem,
@@ -113,10 +114,12 @@ class FakeHostBuilds:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Path, tuple[str, ...]]] = []
+        self.envs: list[dict[str, str]] = []
 
     def __call__(self, source: Path, kernel_build_dir: Path, **kwargs: Any) -> ModuleBuild:
         assert kwargs["extra_warnings"] is True, "W=1, as for the Debian kernels"
         self.calls.append((kernel_build_dir, tuple(kwargs["extra_make_args"])))
+        self.envs.append(dict(kwargs.get("make_env") or {}))
         dest: Path = kwargs["dest"]
         ko = dest / MODULE_FILE
         ko.write_bytes(b"\x7fELF" + (source / "main.c").read_bytes())
@@ -211,3 +214,22 @@ def test_a_choice_without_a_build_tree_says_to_pass_one_or_a_module(tmp_path: Pa
     (tmp_path / "build").mkdir()
     with pytest.raises(VendorModuleError, match=r"has no \.config"):
         tree_module.tree_module_for(choice, _bundle(tmp_path / "build"), quiet)
+
+
+def test_a_kernel_with_gcov_and_kcov_gets_modules_compiled_for_them(
+    tree: Path, source: Path, builds: FakeHostBuilds
+) -> None:
+    assert coverage_make_env("CONFIG_GCOV_KERNEL=y\nCONFIG_KCOV=y\n") == {
+        "GCOV_PROFILE": "y",
+        "KCOV_INSTRUMENT": "y",
+    }
+    assert coverage_make_env("# CONFIG_GCOV_KERNEL is not set\nCONFIG_KCOV=y\n") == {
+        "KCOV_INSTRUMENT": "y"
+    }
+    plain = build(tree, source)
+    config = tree / ".config"
+    config.write_text(config.read_text() + "CONFIG_GCOV_KERNEL=y\n")
+    instrumented = build(tree, source, faults=True)
+    assert builds.envs[-1] == {"GCOV_PROFILE": "y"} and builds.calls[-1][1] == ("HMDEV_FAULTS=1",)
+    assert "-gcov_profile" in VendorModuleRecord.read(instrumented.parent).env_key
+    assert plain.parent != instrumented.parent
