@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.images.build import build_image
-from harness.kernel.build import build_kernel
 from harness.kernel.custom import prepare_custom_kernel
+from harness.kernel.recipe import build_recipe_kernel, find_kernel_recipe
 from harness.kmod.module_cache import build_vendor_module
 from harness.kmod.tree_module import build_tree_module
 from harness.refdev import contract
@@ -74,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     accelerator = choose_accelerator()
     if args.kernel == "debug":
-        build = build_kernel()
+        build = build_recipe_kernel(find_kernel_recipe("debug"))
         image, bundle = build_image("bookworm"), prepare_custom_kernel(build.build_dir)
         module = build_tree_module(build.build_dir)
     else:

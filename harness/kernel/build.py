@@ -2,6 +2,7 @@
 """Build a guest kernel from source: Debian's linux-source package or a developer's tree.
 
     build = build_kernel()                                    # Debian trixie's 6.12, base+debug
+    build = build_recipe_kernel(find_kernel_recipe("debug"))  # the same as `--kernel debug`
     bundle = prepare_custom_kernel(build.build_dir)           # then boot it like any built tree
 
 Steps, each a progress line with its elapsed time:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.images.build import build_image
-from harness.kernel.build import build_kernel
 from harness.kernel.custom import prepare_custom_kernel
+from harness.kernel.recipe import build_recipe_kernel, find_kernel_recipe
 from harness.plugin.policy import vm_required
 from harness.vm.machine import VFIO_MODULES, modules_check_command
 from harness.vm.saved_state import start_vm
@@ -35,7 +35,7 @@ def wanted() -> None:
 
 def test_debug_kernel_boots_with_iommufd_and_mdev() -> None:
     wanted()
-    build = build_kernel()
+    build = build_recipe_kernel(find_kernel_recipe("debug"))  # the build suite-debug reuses
     assert build.release.startswith("6.12.")
     assert build.modules >= 1  # mtty and mdev
     bundle = prepare_custom_kernel(build.build_dir)
