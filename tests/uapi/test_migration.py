@@ -346,6 +346,26 @@ def counts(fd: MigrationDataFd) -> tuple[int, int]:
     return int(info.initial_bytes), int(info.dirty_bytes)
 
 
+def read_to_temporary_end(fd: MigrationDataFd) -> int:
+    """Read until read() fails with ENOMSG (pre-copy's temporary end); the bytes read.
+    initial_bytes must never grow meanwhile."""
+    read, left = 0, counts(fd)[0]
+    while True:
+        try:
+            chunk = os.read(fd.fd, PRE_COPY_READ)
+        except OSError as exc:
+            assert exc.errno == errno.ENOMSG, (
+                f"read() at the temporary end failed with {errno_name(exc.errno or 0)}, not ENOMSG"
+            )
+            return read
+        assert chunk, "read() returned 0 (the permanent end) in PRE_COPY"
+        read += len(chunk)
+        now, _ = counts(fd)
+        assert now <= left, f"initial_bytes grew from {left} to {now} while data was read"
+        left = now
+        assert read <= PRE_COPY_LIMIT, f"no temporary end after {read} bytes"
+
+
 def test_pre_copy_data_runs_down_to_a_temporary_end(opened: OpenDevice) -> None:
     """initial_bytes starts non-zero and decreases as data is read, dirty_bytes starts at zero,
     and the temporary end of stream (both zero) is read() failing with ENOMSG."""
@@ -354,24 +374,23 @@ def test_pre_copy_data_runs_down_to_a_temporary_end(opened: OpenDevice) -> None:
         initial, dirty = counts(fd)
         assert initial > 0, "initial_bytes is 0 on entering PRE_COPY"
         assert dirty == 0, f"dirty_bytes is {dirty} on entering PRE_COPY (it starts at zero)"
-        read, left = 0, initial
-        while True:
-            try:
-                chunk = os.read(fd.fd, PRE_COPY_READ)
-            except OSError as exc:
-                assert exc.errno == errno.ENOMSG, (
-                    f"read() at the temporary end failed with {errno_name(exc.errno or 0)},"
-                    " not ENOMSG"
-                )
-                break
-            assert chunk, "read() returned 0 (the permanent end) in PRE_COPY"
-            read += len(chunk)
-            now, _ = counts(fd)
-            assert now <= left, f"initial_bytes grew from {left} to {now} while data was read"
-            left = now
-            assert read <= PRE_COPY_LIMIT, f"no temporary end after {read} bytes"
+        read = read_to_temporary_end(fd)
         assert counts(fd) == (0, 0), "read() said ENOMSG, but there are bytes left to read"
         assert read >= initial, f"initial_bytes said {initial}, but only {read} came"
+
+
+@pytest.mark.refdev
+def test_memory_written_in_pre_copy_comes_again_as_dirty_data(
+    opened: OpenDevice, ref: RefDevice
+) -> None:
+    mig = pre_copy(opened)
+    with data_fd(mig, MigState.PRE_COPY) as fd:
+        read_to_temporary_end(fd)
+        ref.mem_write(0x3000, os.urandom(64))
+        initial, dirty = counts(fd)
+        assert initial == 0 and dirty > 0, f"after a write: initial {initial}, dirty {dirty}"
+        assert read_to_temporary_end(fd) >= dirty
+        assert counts(fd) == (0, 0)
 
 
 def test_precopy_info_outside_pre_copy_fails_with_einval(opened: OpenDevice) -> None:
