@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from harness.mdev import MdevDevice, MdevSysfs
-from harness.plugin.debug_checks import Kmemleak, split_reports
+from harness.core.debug_checks import Kmemleak, split_reports
 from harness.refdev import Direction, RefDevice
 from harness.refdev import contract as c
 from harness.refdev import registers as r

@@ -35,9 +35,7 @@ GUEST_MODULES = ("__init__.py",)
 # plugin's __init__ registers host fixtures, which a guest has no use for.
 GUEST_PLUGIN_MODULES = (
     "guest_runner.py",
-    "kmsg.py",
     "protocol.py",
-    "debug_checks.py",
     "device_check.py",
 )
 GUEST_PLUGIN_INIT = b'"""The guest side of the vfio-harness plugin (see its guest_runner)."""\n'

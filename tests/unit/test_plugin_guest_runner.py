@@ -18,7 +18,7 @@ import pytest
 
 from harness.kernel.choice import KernelChoice
 from harness.plugin import guest_items
-from harness.plugin.kmsg import format_record, taint_letters
+from harness.core.kmsg import format_record, taint_letters
 from harness.plugin.protocol import ItemDone, ProtocolError, decode, encode, run_request
 from harness.plugin.runner_client import RunnerClient
 

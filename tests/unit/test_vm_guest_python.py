@@ -78,10 +78,8 @@ def test_the_tree_holds_the_guest_packages_only() -> None:
     plugin = sorted(name for name in names if name.startswith("harness/plugin/"))
     assert plugin == [
         "harness/plugin/__init__.py",
-        "harness/plugin/debug_checks.py",
         "harness/plugin/device_check.py",
         "harness/plugin/guest_runner.py",
-        "harness/plugin/kmsg.py",
         "harness/plugin/protocol.py",
     ]
     for needed in (
