@@ -1,0 +1,361 @@
+# SPDX-License-Identifier: MIT
+"""The fuzzing loop: generate or mutate a program, run it in a worker's VM, keep it if it
+reached new code, and turn each new finding into a minimized reproducer. Workers are threads,
+one VM each, sharing the corpus and the findings.
+
+    stats = Campaign(target, corpus, store, budget, progress).run(workers=1, seed=1)
+
+kmemleak is asked every `leak_every_s`; a leak is pinned on one program by bisecting the
+programs run since the scan before last (an object is only reported once it is 5 s old), and
+that program is then minimized like any other finding, waiting out the age at each try.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.campaign.corpus import Corpus
+from harness.campaign.findings import FindingRecord, FindingStore
+from harness.campaign.minimize import minimize
+from harness.campaign.worker import FuzzVm, Outcome, Target
+from harness.core.progress import Progress
+from harness.fuzz.program import Generator, Profile, Program
+from harness.fuzz.replay import LEAK_AGE_S
+from harness.plugin.health import Finding
+from harness.plugin.known_issues import known_issue_of
+from harness.vm.console import strip_prefix
+
+# A worker's hook at every `snapshot_every_s` and at its end: (VM, worker number, seconds).
+Snapshot = Callable[[FuzzVm, int, float], None]
+TIMELINE_EVERY_S = 10.0
+STATUS_EVERY_S = 30.0
+MINIMIZE_BUDGET = 120  # runs of a candidate program per finding
+# Not bugs of the driver: the guest's own kernel log noise that health also reports.
+IGNORED_KINDS = frozenset({"lockdown", "taint"})
+# Reports the kernel makes once per boot: lockdep switches itself off after its first.
+ONCE_PER_BOOT = re.compile(
+    r"possible (?:circular|recursive) locking|inconsistent lock state|bad unlock balance|"
+    r"suspicious RCU usage|lock held when returning"
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    seconds: float | None = None
+    iterations: int | None = None
+    findings: int | None = None  # stop once this many new findings are written
+
+    def spent(self, elapsed: float, iterations: int, findings: int = 0) -> bool:
+        return (
+            (self.seconds is not None and elapsed >= self.seconds)
+            or (self.iterations is not None and iterations >= self.iterations)
+            or (self.findings is not None and findings >= self.findings)
+        )
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    iterations: int = 0
+    ops: int = 0
+    guest_seconds: float = 0.0  # the guest's time inside programs
+    boots: int = 0
+    deaths: int = 0
+    kept: int = 0  # programs added to the corpus
+    known: dict[str, int] = field(default_factory=dict)  # known kernel issues seen: how often
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (s, programs, PCs)
+    findings: list[FindingRecord] = field(default_factory=list)
+    duplicates: int = 0
+    accelerator: str = ""
+    kcov: bool = False
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class Campaign:
+    def __init__(
+        self,
+        target: Target,
+        corpus: Corpus,
+        store: FindingStore,
+        budget: Budget,
+        progress: Progress,
+        *,
+        minimize_findings: bool = True,
+        leak_every_s: float = 60.0,
+        snapshot: Snapshot | None = None,
+        snapshot_every_s: float = 60.0,
+    ) -> None:
+        self.target = target
+        self.corpus = corpus
+        self.store = store
+        self.budget = budget
+        self.progress = progress
+        self.minimize_findings = minimize_findings
+        self.leak_every_s = leak_every_s
+        self.snapshot = snapshot
+        self.snapshot_every_s = snapshot_every_s
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()  # fingerprints being handled or done in this run
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, workers: int = 1, seed: int | None = None) -> Stats:
+        seed = seed if seed is not None else random.randrange(1 << 32)
+        self.stats = Stats()
+        self._record_timeline()
+        threads = [
+            threading.Thread(target=self._worker, args=(n, seed + n), daemon=True)
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    thread.join(STATUS_EVERY_S / len(threads))
+                self._status()
+        except KeyboardInterrupt:
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+        finally:
+            self.corpus.save()
+        self._record_timeline()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _worker(self, number: int, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with FuzzVm(self.target, self._tagged(number)) as fvm:
+                with self._lock:
+                    self.stats.accelerator = fvm.guest.vm.accelerator.name if fvm.guest else ""
+                    self.stats.kcov = bool(fvm.ready.get("kcov"))
+                generator = Generator(Profile.from_json(fvm.ready["profile"]), rng)
+                since_scan: list[Program] = []
+                before_scan: list[Program] = []
+                last_scan = time.monotonic()
+                next_snapshot = self.snapshot_every_s
+                while not self._stop.is_set():
+                    if self._spent():
+                        break
+                    if self.snapshot is not None and self.stats.elapsed() >= next_snapshot:
+                        self._snapshot(fvm, number, next_snapshot)
+                        next_snapshot += self.snapshot_every_s
+                    program = self._next_program(generator, rng)
+                    outcome = self._execute(fvm, program)
+                    since_scan.append(program)
+                    for finding in outcome.findings:
+                        self._handle(fvm, finding, [program])
+                    if time.monotonic() - last_scan >= self.leak_every_s:
+                        for finding in fvm.leaks():
+                            self._handle(fvm, finding, before_scan + since_scan)
+                        before_scan, since_scan = since_scan, []
+                        last_scan = time.monotonic()
+                if not self._stop.is_set():  # a last scan: the budget's end is no excuse
+                    time.sleep(LEAK_AGE_S)
+                    for finding in fvm.leaks():
+                        self._handle(fvm, finding, before_scan + since_scan)
+                if self.snapshot is not None:
+                    self._snapshot(fvm, number, self.stats.elapsed())
+                with self._lock:
+                    self.stats.boots += fvm.boots
+        except BaseException as err:
+            with self._lock:
+                self._errors.append(err)
+            self._stop.set()
+
+    def _spent(self) -> bool:
+        with self._lock:
+            s = self.stats
+            return self.budget.spent(s.elapsed(), s.iterations, len(s.findings))
+
+    def _next_program(self, generator: Generator, rng: random.Random) -> Program:
+        parent = self.corpus.pick(rng) if rng.random() < 0.8 else None
+        if parent is None:
+            return generator.program()
+        return generator.mutate(parent, lambda: self.corpus.pick(rng) or [])
+
+    def _execute(self, fvm: FuzzVm, program: Program) -> Outcome:
+        outcome = fvm.run(program)
+        new = self.corpus.add(program, outcome.new_pcs) if outcome.new_pcs else 0
+        with self._lock:
+            self.stats.iterations += 1
+            self.stats.ops += len(outcome.results)
+            self.stats.guest_seconds += outcome.seconds
+            self.stats.kept += 1 if new else 0
+            self.stats.deaths += 1 if outcome.died else 0
+            if (
+                not self.stats.timeline
+                or self.stats.elapsed() - self.stats.timeline[-1][0] >= TIMELINE_EVERY_S
+            ):
+                self._record_timeline()
+        return outcome
+
+    def _snapshot(self, fvm: FuzzVm, number: int, at: float) -> None:
+        if self.snapshot is not None and fvm.alive:
+            self.snapshot(fvm, number, at)
+
+    # -- findings -------------------------------------------------------------------------------
+
+    def _handle(self, fvm: FuzzVm, finding: Finding, candidates: list[Program]) -> None:
+        if finding.kind in IGNORED_KINDS:
+            return
+        issue = known_issue_of(finding)
+        if issue is not None:  # the kernel's bug, not the driver's (harness.plugin.known_issues)
+            with self._lock:
+                self.stats.known[issue.key] = self.stats.known.get(issue.key, 0) + 1
+            return
+        with self._lock:
+            found_after = self.stats.elapsed()
+            iterations = self.stats.iterations
+            if finding.fingerprint in self._claimed or self.store.known(finding.fingerprint):
+                self.stats.duplicates += 1
+                return
+            self._claimed.add(finding.fingerprint)
+        headline = strip_prefix(finding.headline)
+        self.progress(
+            f"finding {finding.fingerprint} after {found_after:.0f} s ({iterations} programs): "
+            f"{headline}"
+        )
+        leak = finding.kind == "kmemleak"
+        fresh = bool(ONCE_PER_BOOT.search(headline))
+        started = time.monotonic()
+        runs = 0
+
+        def reproduces(programs: list[Program]) -> bool:
+            nonlocal runs
+            runs += 1
+            if fresh:
+                fvm.start()
+            seen: list[Finding] = []
+            for program in programs:
+                seen += self._execute(fvm, program).findings
+            if leak:
+                time.sleep(LEAK_AGE_S)
+                seen += fvm.leaks()
+            return any(f.fingerprint == finding.fingerprint for f in seen)
+
+        culprit = candidates[-1]
+        if leak and len(candidates) > 1:
+            culprit = self._bisect(candidates, reproduces)
+        confirmed = reproduces([culprit])
+        if not confirmed and not fresh:  # a report the kernel makes once per boot (WARN_ONCE)
+            fresh = True
+            confirmed = reproduces([culprit])
+        program = culprit
+        if confirmed and self.minimize_findings:
+            program = minimize(culprit, lambda ops: reproduces([ops]), MINIMIZE_BUDGET)
+        reproduced = confirmed and (program is culprit or reproduces([program]))
+        record = FindingRecord(
+            fingerprint=finding.fingerprint,
+            kind=finding.kind,
+            headline=headline,
+            lines=list(finding.lines),
+            program=program,
+            original_ops=len(culprit),
+            found_after_s=round(found_after, 1),
+            iterations=iterations,
+            minimize_runs=runs,
+            minimize_s=round(time.monotonic() - started, 1),
+            kernel=self.target.kernel_id,
+            mdev_type=str(fvm.ready.get("type", self.target.mdev_type)),
+            accelerator=self.stats.accelerator,
+            reproduced=reproduced,
+            extra={"fresh_vm": fresh},
+        )
+        path = self.store.save(record)
+        with self._lock:
+            self.stats.findings.append(record)
+        self.progress(
+            f"finding {finding.fingerprint}: {len(culprit)} -> {len(program)} operations in "
+            f"{record.minimize_s:.0f} s ({runs} runs{', a new VM each' if fresh else ''}), "
+            f"{'reproduced' if reproduced else 'NOT reproduced'}; {path}"
+        )
+
+    @staticmethod
+    def _bisect(candidates: list[Program], reproduces: Callable[[list[Program]], bool]) -> Program:
+        """The one program of `candidates` that causes the finding (the last, if none alone)."""
+        pool = candidates
+        while len(pool) > 1:
+            half = pool[: len(pool) // 2]
+            pool = half if reproduces(half) else pool[len(pool) // 2 :]
+        return pool[0]
+
+    # -- progress -------------------------------------------------------------------------------
+
+    def _record_timeline(self) -> None:
+        self.stats.timeline.append(
+            (round(self.stats.elapsed(), 1), self.stats.iterations, len(self.corpus.pcs))
+        )
+
+    def _status(self) -> None:
+        with self._lock:
+            s = self.stats
+            elapsed = s.elapsed()
+            rate = s.ops / s.guest_seconds if s.guest_seconds else 0.0
+            line = (
+                f"fuzz: {elapsed:.0f} s, {s.iterations} programs, {rate:.0f} ops/s in the guest, "
+                f"{len(self.corpus.pcs)} PCs, corpus {len(self.corpus.programs)}, "
+                f"{len(s.findings)} finding(s)"
+            )
+        self.progress(line)
+
+    def _tagged(self, number: int) -> Progress:
+        return lambda line: self.progress(f"[worker {number}] {line}")
+
+
+def summary(stats: Stats, corpus: Corpus) -> dict[str, Any]:
+    rate = stats.ops / stats.guest_seconds if stats.guest_seconds else 0.0
+    elapsed = stats.timeline[-1][0] if stats.timeline else stats.elapsed()
+    return {
+        "seconds": elapsed,
+        "programs": stats.iterations,
+        "ops": stats.ops,
+        "ops_per_s_guest": round(rate, 1),
+        "ops_per_s_wall": round(stats.ops / elapsed, 1) if elapsed else 0.0,
+        "pcs": len(corpus.pcs),
+        "pcs_before": corpus.loaded[1],
+        "corpus": len(corpus.programs),
+        "corpus_before": corpus.loaded[0],
+        "vm_boots": stats.boots,
+        "vm_deaths": stats.deaths,
+        "accelerator": stats.accelerator,
+        "kcov": stats.kcov,
+        "findings": [
+            {
+                "fingerprint": r.fingerprint,
+                "kind": r.kind,
+                "headline": r.headline,
+                "found_after_s": r.found_after_s,
+                "iterations": r.iterations,
+                "minimize_s": r.minimize_s,
+                "ops": len(r.program),
+                "original_ops": r.original_ops,
+                "reproduced": r.reproduced,
+            }
+            for r in stats.findings
+        ],
+        "duplicates": stats.duplicates,
+        "known_kernel_issues": stats.known,
+        "timeline": stats.timeline,
+    }
+
+
+__all__ = ["Budget", "Campaign", "Stats", "summary"]
