@@ -13,7 +13,6 @@ that program is then minimized like any other finding, waiting out the age at ea
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from harness.campaign.minimize import minimize
 from harness.campaign.worker import FuzzVm, Outcome, Target
 from harness.core.progress import Progress
 from harness.fuzz.program import Generator, Profile, Program
-from harness.fuzz.replay import LEAK_AGE_S
+from harness.fuzz.replay import LEAK_AGE_S, ONCE_PER_BOOT
 from harness.plugin.health import Finding
 from harness.plugin.known_issues import known_issue_of
 from harness.vm.console import strip_prefix
@@ -36,13 +35,9 @@ Snapshot = Callable[[FuzzVm, int, float], None]
 TIMELINE_EVERY_S = 10.0
 STATUS_EVERY_S = 30.0
 MINIMIZE_BUDGET = 120  # runs of a candidate program per finding
+MINIMIZE_SECONDS = 300.0  # and the time they may take (a crash costs a new VM per run)
 # Not bugs of the driver: the guest's own kernel log noise that health also reports.
 IGNORED_KINDS = frozenset({"lockdown", "taint"})
-# Reports the kernel makes once per boot: lockdep switches itself off after its first.
-ONCE_PER_BOOT = re.compile(
-    r"possible (?:circular|recursive) locking|inconsistent lock state|bad unlock balance|"
-    r"suspicious RCU usage|lock held when returning"
-)
 
 
 @dataclass(frozen=True)
@@ -69,6 +64,9 @@ class Stats:
     deaths: int = 0
     kept: int = 0  # programs added to the corpus
     known: dict[str, int] = field(default_factory=dict)  # known kernel issues seen: how often
+    executor_errors: dict[str, int] = field(default_factory=dict)  # the fuzzer's own bugs
+    ops_ok: int = 0  # ops other than open that the device accepted
+    ops_skipped: int = 0  # ops that did not apply (no device open, nothing mapped)
     timeline: list[tuple[float, int, int]] = field(default_factory=list)  # (s, programs, PCs)
     findings: list[FindingRecord] = field(default_factory=list)
     duplicates: int = 0
@@ -92,6 +90,7 @@ class Campaign:
         leak_every_s: float = 60.0,
         snapshot: Snapshot | None = None,
         snapshot_every_s: float = 60.0,
+        vm_factory: Callable[[Target, Progress], FuzzVm] = FuzzVm,
     ) -> None:
         self.target = target
         self.corpus = corpus
@@ -102,6 +101,7 @@ class Campaign:
         self.leak_every_s = leak_every_s
         self.snapshot = snapshot
         self.snapshot_every_s = snapshot_every_s
+        self.vm_factory = vm_factory
         self.stats = Stats()
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # fingerprints being handled or done in this run
@@ -143,7 +143,7 @@ class Campaign:
     def _worker(self, number: int, seed: int) -> None:
         rng = random.Random(seed)
         try:
-            with FuzzVm(self.target, self._tagged(number)) as fvm:
+            with self.vm_factory(self.target, self._tagged(number)) as fvm:
                 with self._lock:
                     self.stats.accelerator = fvm.guest.vm.accelerator.name if fvm.guest else ""
                     self.stats.kcov = bool(fvm.ready.get("kcov"))
@@ -162,7 +162,12 @@ class Campaign:
                     outcome = self._execute(fvm, program)
                     since_scan.append(program)
                     for finding in outcome.findings:
-                        self._handle(fvm, finding, [program])
+                        op = outcome.finding_ops.get(finding.fingerprint)
+                        self._handle(fvm, finding, [program], op)
+                    if fvm.alive and any(
+                        ONCE_PER_BOOT.search(f.headline) for f in outcome.findings
+                    ):  # lockdep is off in this kernel now: a new VM checks locking again
+                        fvm.start()
                     if time.monotonic() - last_scan >= self.leak_every_s:
                         for finding in fvm.leaks():
                             self._handle(fvm, finding, before_scan + since_scan)
@@ -192,15 +197,25 @@ class Campaign:
             return generator.program()
         return generator.mutate(parent, lambda: self.corpus.pick(rng) or [])
 
-    def _execute(self, fvm: FuzzVm, program: Program) -> Outcome:
-        outcome = fvm.run(program)
+    def _execute(self, fvm: FuzzVm, program: Program, *, fresh_device: bool = False) -> Outcome:
+        outcome = fvm.run(program, fresh_device=fresh_device, stop=self._stop.is_set)
         new = self.corpus.add(program, outcome.new_pcs) if outcome.new_pcs else 0
         with self._lock:
             self.stats.iterations += 1
             self.stats.ops += len(outcome.results)
+            for op, result in zip(program, outcome.results, strict=False):
+                if result == "ok" and op["op"] != "open":
+                    self.stats.ops_ok += 1
+                elif result == "skip":
+                    self.stats.ops_skipped += 1
             self.stats.guest_seconds += outcome.seconds
             self.stats.kept += 1 if new else 0
             self.stats.deaths += 1 if outcome.died else 0
+            if outcome.error is not None:
+                seen = self.stats.executor_errors.get(outcome.error, 0)
+                self.stats.executor_errors[outcome.error] = seen + 1
+                if not seen:
+                    self.progress(f"the fuzzer's executor failed (a bug of ours): {outcome.error}")
             if (
                 not self.stats.timeline
                 or self.stats.elapsed() - self.stats.timeline[-1][0] >= TIMELINE_EVERY_S
@@ -214,7 +229,11 @@ class Campaign:
 
     # -- findings -------------------------------------------------------------------------------
 
-    def _handle(self, fvm: FuzzVm, finding: Finding, candidates: list[Program]) -> None:
+    def _handle(
+        self, fvm: FuzzVm, finding: Finding, candidates: list[Program], op: int | None = None
+    ) -> None:
+        """A new finding: pinned on one program (cut after the op it showed in), minimized,
+        written out. `candidates`: the programs that may have caused it, oldest first."""
         if finding.kind in IGNORED_KINDS:
             return
         issue = known_issue_of(finding)
@@ -241,12 +260,14 @@ class Campaign:
 
         def reproduces(programs: list[Program]) -> bool:
             nonlocal runs
+            if self._stop.is_set() or time.monotonic() - started > MINIMIZE_SECONDS:
+                return False  # keep the shortest found so far
             runs += 1
             if fresh:
                 fvm.start()
             seen: list[Finding] = []
             for program in programs:
-                seen += self._execute(fvm, program).findings
+                seen += self._execute(fvm, program, fresh_device=True).findings
             if leak:
                 time.sleep(LEAK_AGE_S)
                 seen += fvm.leaks()
@@ -255,14 +276,19 @@ class Campaign:
         culprit = candidates[-1]
         if leak and len(candidates) > 1:
             culprit = self._bisect(candidates, reproduces)
-        confirmed = reproduces([culprit])
-        if not confirmed and not fresh:  # a report the kernel makes once per boot (WARN_ONCE)
-            fresh = True
-            confirmed = reproduces([culprit])
+        if op is not None and not leak:
+            culprit = culprit[: op + 1]  # what came after the op it showed in is not needed
         program = culprit
-        if confirmed and self.minimize_findings:
-            program = minimize(culprit, lambda ops: reproduces([ops]), MINIMIZE_BUDGET)
-        reproduced = confirmed and (program is culprit or reproduces([program]))
+        if finding.kind == "hung":  # each try would wait out the timeout: kept as cut
+            confirmed = reproduced = False
+        else:
+            confirmed = reproduces([culprit])
+            if not confirmed and not fresh:  # a report made once per boot (WARN_ONCE)
+                fresh = True
+                confirmed = reproduces([culprit])
+            if confirmed and self.minimize_findings:
+                program = minimize(culprit, lambda ops: reproduces([ops]), MINIMIZE_BUDGET)
+            reproduced = confirmed  # minimize() returns only programs that reproduced
         record = FindingRecord(
             fingerprint=finding.fingerprint,
             kind=finding.kind,
@@ -278,7 +304,7 @@ class Campaign:
             mdev_type=str(fvm.ready.get("type", self.target.mdev_type)),
             accelerator=self.stats.accelerator,
             reproduced=reproduced,
-            extra={"fresh_vm": fresh},
+            extra={"fresh_vm": fresh, "replayed": finding.kind != "hung"},
         )
         path = self.store.save(record)
         with self._lock:
@@ -353,7 +379,10 @@ def summary(stats: Stats, corpus: Corpus) -> dict[str, Any]:
             for r in stats.findings
         ],
         "duplicates": stats.duplicates,
+        "ops_ok": stats.ops_ok,
+        "ops_skipped": stats.ops_skipped,
         "known_kernel_issues": stats.known,
+        "executor_errors": stats.executor_errors,
         "timeline": stats.timeline,
     }
 

@@ -62,7 +62,7 @@ class FindingStore:
         found = []
         for path in sorted(self.root.glob(f"*/{RECORD}")):
             try:
-                found.append(FindingRecord(**json.loads(path.read_text())))
+                found.append(FindingRecord(**json.loads(path.read_text(encoding="utf-8"))))
             except (OSError, ValueError, TypeError):
                 continue
         return found
@@ -71,9 +71,9 @@ class FindingStore:
         """Write the record and its reproducer; the reproducer's path."""
         folder = self.root / record.fingerprint
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / RECORD).write_text(json.dumps(asdict(record), indent=2) + "\n")
+        (folder / RECORD).write_text(json.dumps(asdict(record), indent=2) + "\n", encoding="utf-8")
         test = folder / f"{record.test_name}.py"
-        test.write_text(reproducer(record))
+        test.write_text(reproducer(record), encoding="utf-8")
         return test
 
 
@@ -97,12 +97,13 @@ def reproducer(record: FindingRecord) -> str:
             f"What the kernel said ({record.kind}):",
             *(f"    {line}" for line in splat),
             "",
-            "Run it as root where the device is (HARNESS_MDEV_TYPE names its type):",
+            "Run it as root where the device is (a new device of MDEV_TYPE, or of the type",
+            "HARNESS_MDEV_TYPE names):",
             "    python3 -m pytest THIS_FILE",
             "or in the fuzzer's VM: vfio-harness fuzz --replay THIS_FILE [--kernel ...]",
         ]
     )
-    doc = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    doc = _printable(doc).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     program = pprint.pformat(record.program, width=96, sort_dicts=False)
     return (
         "# SPDX-License-Identifier: MIT\n"
@@ -110,11 +111,20 @@ def reproducer(record: FindingRecord) -> str:
         "from harness.fuzz.replay import replay\n\n"
         f"FINGERPRINT = {record.fingerprint!r}\n"
         f"HEADLINE = {record.headline!r}\n"
+        f"MDEV_TYPE = {record.mdev_type!r}\n"
         f"PROGRAM = {textwrap.indent(program, '').strip()}\n\n\n"
         f"def {record.test_name}() -> None:\n"
-        "    problems = replay(PROGRAM, HEADLINE)\n"
+        "    problems = replay(PROGRAM, HEADLINE, MDEV_TYPE)\n"
         '    assert not problems, "the kernel still reports " + HEADLINE + ":\\n" + '
         '"\\n".join(problems)\n'
+    )
+
+
+def _printable(text: str) -> str:
+    """Console text as a docstring may hold it: control characters (a NUL from the serial
+    line, say) shown as escapes, newlines kept."""
+    return "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode() for c in text
     )
 
 

@@ -105,6 +105,9 @@ def check_options(args: argparse.Namespace) -> None:
     for option in ("iterations", "max_findings"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise UsageError(f"--{option.replace('_', '-')}: give 1 or more")
+    for option in ("duration", "leak_every", "coverage_every"):
+        if getattr(args, option) is not None and getattr(args, option) <= 0:
+            raise UsageError(f"--{option.replace('_', '-')}: give a time above 0")
     drivers = [o for o in ("vendor_module", "vendor_src", "vendor_sample") if getattr(args, o)]
     if len(drivers) > 1:
         raise UsageError("give one of --vendor-module, --vendor-src and --vendor-sample")
@@ -212,6 +215,14 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
         print("\n".join(last_coverage(reports / COVERAGE_DIR)), flush=True)
     if not stats.iterations:
         return EXIT_NOTHING_RAN
+    if not stats.ops_ok:
+        print(
+            "vfio-harness fuzz: no operation but open reached the device (every one was refused "
+            "or did not apply): the campaign tested nothing; is --mdev-type the device's type?",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_NOTHING_RAN
     return EXIT_FINDINGS if stats.findings else 0
 
 
@@ -220,7 +231,10 @@ def gcov_snapshots(target: Target, root: Path, args: argparse.Namespace) -> Snap
     from harness.kmod.module_cache import kmod_dir
     from harness.plugin.coverage import CoverageCollector, module_notes
 
-    source = None if args.vendor_sample else (args.vendor_src or kmod_dir())
+    # Lines are only known for a source we built: ours or --vendor-src (not a sample's copy,
+    # not a prebuilt --vendor-module, whose counters count for drivers/vfio/ only).
+    ours = not (args.vendor_sample or args.vendor_module)
+    source = args.vendor_src or (kmod_dir() if ours else None)
     notes = module_notes(target.module.path, Path(source).resolve()) if source else None
 
     def take(fvm: FuzzVm, worker: int, at: float) -> None:
@@ -259,17 +273,26 @@ def print_summary(result: dict[str, object], reports: Path) -> None:
         f"\nvfio-harness fuzz: {result['programs']} programs ({result['ops']} ops) in "
         f"{result['seconds']:.0f} s [{result['accelerator']}], {result['ops_per_s_guest']} ops/s "
         f"in the guest; {result['pcs']} PCs reached ({result['pcs_before']} before this run), "
-        f"corpus {result['corpus']}; {len(findings)} new finding(s), "
+        f"corpus {result['corpus']}; {result['ops_ok']} ops accepted by the device, "
+        f"{result['ops_skipped']} did not apply; {len(findings)} new finding(s), "
         f"{result['duplicates']} repeat(s)",
         flush=True,
     )
+    known = result.get("known_kernel_issues") or {}
+    assert isinstance(known, dict)
+    for key, count in known.items():
+        print(f"  known kernel issue {key}: seen {count} time(s), not a finding", flush=True)
+    errors = result.get("executor_errors") or {}
+    assert isinstance(errors, dict)
+    for error, count in errors.items():
+        print(f"  the fuzzer's own executor failed {count} time(s): {error}", flush=True)
     if not result["kcov"]:
         print("  no KCOV in this kernel: the fuzzer ran without coverage feedback", flush=True)
     for f in findings:
         print(
             f"  {f['fingerprint']}  {f['kind']}: {f['headline']}\n"
             f"      after {f['found_after_s']:.0f} s; {f['original_ops']} -> {f['ops']} ops"
-            f"{'' if f['reproduced'] else ' (did NOT reproduce after minimizing)'}",
+            f"{'' if f['reproduced'] else ' (not reproduced: kept as found)'}",
             flush=True,
         )
     print(f"  reports: {reports}", flush=True)

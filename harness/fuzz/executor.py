@@ -19,6 +19,7 @@ import contextlib
 import gc
 import mmap
 import os
+import random
 import struct
 import uuid
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from harness.mdev.sysfs import MdevDevice, MdevSysfs, MdevType
 from harness.refdev import contract
 from harness.refdev import registers as r
 from harness.uapi.dma import DmaBuffer
-from harness.uapi.errors import errno_name
+from harness.uapi.errors import CapabilityChainError, errno_name
 from harness.uapi.irq import EventFd
 from harness.uapi.migration import Migration, MigrationDataFd
 from harness.uapi.open_device import OpenDevice, open_iommufd, open_type1
@@ -84,6 +85,13 @@ class Executor:
             self._remove(self.main)
             self.main = None
 
+    def renew(self) -> None:
+        """A new device under test: a program then runs as on a device nothing used before."""
+        self.clean()
+        if self.main is not None:
+            self._remove(self.main)
+        self.main = self.mdev_type.create(uuid.uuid4())
+
     # -- the device's profile -------------------------------------------------------------------
 
     def profile(self) -> dict[str, Any]:
@@ -98,7 +106,7 @@ class Executor:
             for index in range(info.num_regions):
                 try:
                     region = device.region_info(index)
-                except OSError:
+                except (OSError, ValueError):  # ValueError: a malformed capability chain
                     continue
                 if region.size:
                     areas = [[a.offset, a.size] for a in region.mmap_areas()]
@@ -164,6 +172,8 @@ class Executor:
             return errno_name(err.errno) if err.errno else "mdev-error"
         except OSError as err:
             return errno_name(err.errno or 0)
+        except CapabilityChainError as err:  # the driver's answer is malformed
+            return f"bad capability chain: {err}"
         except (ValueError, OverflowError):  # Python refused the arguments before the kernel
             return "refused"
         return outcome or "ok"
@@ -415,9 +425,13 @@ class Executor:
         self._device().device.reset()
 
     def _do_mig_set(self, op: Op) -> None:
-        migration = Migration(self._device().device)
-        self._close_data_fd()
-        self.data_fd = migration.set_state(op["state"])
+        """A new data fd replaces the old; an arc that gives none (PRE_COPY -> STOP_COPY) keeps
+        the old one, which then streams the rest, as vfio.h says."""
+        data_fd = Migration(self._device().device).set_state(op["state"])
+        if data_fd is not None:
+            self._close_data_fd()
+            os.set_blocking(data_fd.fd, False)  # a driver that would block must not hang us
+            self.data_fd = data_fd
 
     def _do_mig_read(self, op: Op) -> str | None:
         if self.data_fd is None:
@@ -430,7 +444,7 @@ class Executor:
     def _do_mig_write(self, op: Op) -> str | None:
         if self.data_fd is None:
             raise SkipOpError
-        data = bytearray(self.stream or os.urandom(op["random"]))
+        data = bytearray(self.stream or random.Random(op["random"]).randbytes(op["random"]))
         for position, mask in op["flips"]:
             if data:
                 data[position % len(data)] ^= mask

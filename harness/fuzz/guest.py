@@ -7,12 +7,15 @@ says {"ready": {"profile": ..., "kcov": true, "kernel": "6.12.x"}} on stdout, th
 JSON line per request on stdin until EOF:
 
     {"run": [op, ...]}  ->  {"done": {"results": [...], "new_pcs": [...], "pcs": N,
-                                      "log": [kernel log lines], "seconds": S}}
-    {"leaks": true}     ->  {"leaks": [kmemleak's report lines]}   (after a scan; then cleared)
+                                      "logs": [[op index, [kernel log lines]], ...],
+                                      "seconds": S, "error": null}}
+    {"run": [...], "fresh": true}   the same on a new device of the type
+    {"leaks": true}     ->  {"leaks": [kmemleak's report lines]}   (then forgotten)
 
 `new_pcs` are the normalised PCs (harness.fuzz.pcs) this process had not seen before; the
 host keeps the campaign's total. The device is the type HARNESS_MDEV_TYPE/_PARENT names (our
-reference device's small type by default), created here and removed at the end. Standard
+reference device's small type by default), created here and removed at the end; a type that
+is not there is {"error": "..."} instead of ready. Standard
 library only, like the rest of harness.fuzz.
 """
 
@@ -24,6 +27,8 @@ import os
 import platform
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from typing import IO, Any
 
 from harness.core.debug_checks import Kmemleak
@@ -31,6 +36,9 @@ from harness.core.kmsg import KmsgReader
 from harness.fuzz.executor import Executor, chosen_type
 from harness.fuzz.kcov import Kcov, KcovError
 from harness.fuzz.pcs import PcMap
+from harness.mdev.choice import DeviceChoiceError
+
+AT_FILE = "/dev/shm/vfio-harness-fuzz-at"  # the index of the op running now
 
 
 class Tracer:
@@ -60,15 +68,49 @@ class Tracer:
         return sorted(new), len(ran)
 
 
+class Hooks:
+    """Around each op of a program: which op runs, in AT_FILE (a crash is then pinned on it;
+    a file in tmpfs costs a syscall, a message to the host a trip through sshd), KCOV, and the
+    kernel log lines the op caused."""
+
+    def __init__(self, at_fd: int, tracer: Tracer, log: KmsgReader) -> None:
+        self.at_fd = at_fd
+        self.tracer = tracer
+        self.log = log
+        self.index = 0
+        self.logs: list[list[Any]] = []  # [op index, lines]; len(program): the clean-up's
+
+    @contextlib.contextmanager
+    def op(self) -> Iterator[None]:
+        index, self.index = self.index, self.index + 1
+        os.pwrite(self.at_fd, b"%-10d\n" % index, 0)
+        try:
+            with self.tracer.op():
+                yield
+        finally:
+            self.take_log(index)
+
+    def take_log(self, index: int) -> None:
+        lines = self.log.drain()
+        if lines:
+            self.logs.append([index, lines])
+
+
 def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
     def send(message: dict[str, Any]) -> None:
         writer.write(json.dumps(message).encode() + b"\n")
         writer.flush()
 
-    mdev_type = chosen_type()
+    try:
+        mdev_type = chosen_type()
+    except DeviceChoiceError as err:
+        send({"error": str(err)})
+        return 2
     log = KmsgReader.open()
     leaks = Kmemleak.find()
+    at_fd = os.open(AT_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     with contextlib.ExitStack() as stack:
+        stack.callback(os.close, at_fd)
         try:
             kcov: Kcov | None = stack.enter_context(Kcov())
         except KcovError:
@@ -87,6 +129,7 @@ def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
                     "kmemleak": leaks is not None,
                     "kernel": platform.release(),
                     "type": mdev_type.type_id,
+                    "pid": os.getpid(),
                 }
             }
         )
@@ -96,7 +139,16 @@ def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
             request = json.loads(line)
             if "run" in request:
                 started = time.monotonic()
-                results = executor.run(request["run"], each=tracer.op)
+                hooks = Hooks(at_fd, tracer, log)
+                error = None
+                try:
+                    if request.get("fresh"):
+                        executor.renew()
+                    results = executor.run(request["run"], each=hooks.op)
+                except Exception as err:  # the executor's own bug: said, and the loop goes on
+                    results = []
+                    error = "".join(traceback.format_exception_only(err)).strip()
+                hooks.take_log(len(request["run"]))
                 new, count = tracer.take()
                 send(
                     {
@@ -104,16 +156,23 @@ def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
                             "results": results,
                             "new_pcs": new,
                             "pcs": count,
-                            "log": log.drain(),
+                            "logs": hooks.logs,
                             "seconds": round(time.monotonic() - started, 4),
+                            "error": error,
                         }
                     }
                 )
             elif "leaks" in request:
-                send({"leaks": leaks.scan() if leaks is not None else []})
+                send({"leaks": scan_twice(leaks) if leaks is not None else []})
             else:
                 send({"error": f"unknown request {sorted(request)}"})
     return 0
+
+
+def scan_twice(leaks: Kmemleak) -> list[str]:
+    """kmemleak's reports: an object whose contents changed since the last scan (a new one
+    that was written) is only reported by the scan after, so two in a row."""
+    return leaks.scan() + leaks.scan()
 
 
 def main() -> int:

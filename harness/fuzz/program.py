@@ -17,7 +17,7 @@ and standard library only: the host generates, the guest (harness.fuzz.executor)
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ MIG_STATES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 0xFFFF)
 DMA_SLOTS = 4  # buffers a program may hold mapped at once
 MMAP_SLOTS = 4
 WIDTHS = (1, 2, 4, 8)
+MAX_VECTORS = 64  # SET_IRQS payload entries a program sends at most
 # Operations a device needs to be open for; "open", "create" and "remove" act on sysfs.
 OPS = (
     "open", "close", "device_info", "region_info", "irq_info", "region_read", "region_write",
@@ -98,9 +99,41 @@ class Profile:
 
 
 @dataclass
+class Held:
+    """What a program holds at a point, as far as its ops say (the executor's view)."""
+
+    mapped: dict[int, int] = field(default_factory=dict)  # DMA slot -> pages
+    mmapped: set[int] = field(default_factory=set)
+
+    @classmethod
+    def after(cls, ops: Sequence[Op]) -> Held:
+        held = cls()
+        for op in ops:
+            name = op["op"]
+            if name in ("open", "close", "remove"):
+                held = cls()
+            elif name == "map":
+                held.mapped[op["slot"]] = op["pages"]
+            elif name == "unmap" and op["whole"]:
+                held.mapped.pop(op["slot"], None)
+            elif name == "unmap_all":
+                held.mapped.clear()
+            elif name == "mmap":
+                held.mmapped.add(op["slot"])
+            elif name == "munmap":
+                held.mmapped.discard(op["slot"])
+        return held
+
+
+@dataclass
 class Generator:
+    """Programs for one device. An op's arguments lean on what the ops before it hold (a DMA
+    names a mapped buffer, an unmap a mapped slot), so deep paths are reached often, while a
+    share of them still names what is not there."""
+
     profile: Profile
     rng: random.Random = field(default_factory=random.Random)
+    held: Held = field(default_factory=Held)
 
     # -- programs -------------------------------------------------------------------------------
 
@@ -108,7 +141,8 @@ class Generator:
         """A new program; nearly always opening the device first, since most ops need it."""
         count = length if length is not None else self.rng.randint(2, MAX_OPS // 2)
         ops: Program = [self.op("open")] if self.rng.random() < 0.95 else []
-        ops += [self.op() for _ in range(count)]
+        for _ in range(count):
+            ops.append(self.op(before=ops))
         return ops[:MAX_OPS]
 
     def mutate(self, program: Program, other: Callable[[], Program] | None = None) -> Program:
@@ -119,12 +153,12 @@ class Generator:
             choice = self.rng.random()
             at = self.rng.randrange(len(child) + 1)
             if choice < 0.35 or not child:
-                child.insert(at, self.op())
+                child.insert(at, self.op(before=child[:at]))
             elif choice < 0.5:
                 del child[min(at, len(child) - 1)]
             elif choice < 0.75:
                 where = min(at, len(child) - 1)
-                child[where] = self.op(child[where]["op"])  # same op, new arguments
+                child[where] = self.op(child[where]["op"], child[:where])  # new arguments
             elif choice < 0.85:
                 where = min(at, len(child) - 1)
                 child.insert(where, dict(child[where]))
@@ -137,7 +171,8 @@ class Generator:
 
     # -- operations -----------------------------------------------------------------------------
 
-    def op(self, name: str | None = None) -> Op:
+    def op(self, name: str | None = None, before: Sequence[Op] = ()) -> Op:
+        self.held = Held.after(before)
         name = name or self._pick_name()
         build = getattr(self, f"_op_{name}", None)
         extra: dict[str, Any] = build() if build is not None else {}
@@ -158,6 +193,8 @@ class Generator:
             return any(r.mmap_areas for r in p.regions)
         if name == "set_irqs":
             return bool(p.num_irqs)
+        if name in ("region_read", "region_write"):
+            return bool(p.regions)
         return True
 
     def _op_open(self) -> dict[str, Any]:
@@ -199,14 +236,14 @@ class Generator:
 
     def _op_touch(self) -> dict[str, Any]:
         return {
-            "slot": self.rng.randrange(MMAP_SLOTS),
+            "slot": self._slot(self.held.mmapped, MMAP_SLOTS),
             "offset": self.rng.choice((0, 8, PAGE - 8, PAGE, 2 * PAGE - 4)),
             "write": self.rng.random() < 0.5,
             "value": self._value(4),
         }
 
     def _op_munmap(self) -> dict[str, Any]:
-        return {"slot": self.rng.randrange(MMAP_SLOTS)}
+        return {"slot": self._slot(self.held.mmapped, MMAP_SLOTS)}
 
     def _op_set_irqs(self) -> dict[str, Any]:
         index, count = self.rng.choice(self.profile.irqs) if self.profile.irqs else (0, 1)
@@ -222,7 +259,7 @@ class Generator:
             "action": action,
             "start": start,
             "count": vectors,
-            "values": [self.rng.random() < 0.5 for _ in range(min(vectors, 4))],
+            "values": [self.rng.random() < 0.5 for _ in range(min(vectors, MAX_VECTORS))],
         }
 
     def _op_map(self) -> dict[str, Any]:
@@ -237,7 +274,7 @@ class Generator:
 
     def _op_unmap(self) -> dict[str, Any]:
         return {
-            "slot": self.rng.randrange(DMA_SLOTS),
+            "slot": self._slot(set(self.held.mapped), DMA_SLOTS),
             "whole": self.rng.random() < 0.7,  # the slot's range, or a part of it
             "offset": self.rng.choice((0, PAGE, 1)),
             "length": self.rng.choice((PAGE, 2 * PAGE, 0, 1 << 63)),
@@ -245,17 +282,29 @@ class Generator:
 
     def _op_dma(self) -> dict[str, Any]:
         mem = self.profile.mem_size or PAGE
+        src_slot = self._slot(set(self.held.mapped), DMA_SLOTS)
+        dst_slot = self._slot(set(self.held.mapped), DMA_SLOTS)
+        src_page = self._page(src_slot)
+        dst_page = self._page(dst_slot)
+        room = PAGE * max(
+            min(self.held.mapped.get(src_slot, 1) - src_page,
+                self.held.mapped.get(dst_slot, 1) - dst_page), 1,
+        )  # fmt: skip
+        length = self.rng.choice((1, 64, PAGE, room, room // 2 + 8))
+        if self.rng.random() < 0.3:  # the edges of what the engine accepts
+            length = self.rng.choice((0, mem, mem + 1, room + 1, 1 << 31))
+        mem_offset = self.rng.choice((0, PAGE, mem - PAGE, mem - length, mem - 1, mem))
         return {
             "direction": self.rng.choice((0, 1, 2, 2, 3)),
             "method": self.rng.choice((0, 0x10)),
             "keep": self.rng.random() < 0.4,
             # IOVAs are named by slot and page: the executor adds the slot's IOVA.
-            "src_slot": self.rng.randrange(DMA_SLOTS),
-            "dst_slot": self.rng.randrange(DMA_SLOTS),
-            "src_page": self.rng.choice((0, 0, 1, 3)),
-            "dst_page": self.rng.choice((0, 0, 1, 3)),
-            "mem_offset": self.rng.choice((0, PAGE, mem - PAGE, mem - 1, mem)),
-            "length": self.rng.choice((0, 1, 64, PAGE, 2 * PAGE, mem, mem + 1, 1 << 31)),
+            "src_slot": src_slot,
+            "dst_slot": dst_slot,
+            "src_page": src_page,
+            "dst_page": dst_page,
+            "mem_offset": max(mem_offset, 0),
+            "length": length,
         }
 
     def _op_mig_set(self) -> dict[str, Any]:
@@ -276,6 +325,16 @@ class Generator:
         }
 
     # -- values ---------------------------------------------------------------------------------
+
+    def _slot(self, held: set[int], slots: int) -> int:
+        """Mostly one the program holds; sometimes any (a slot with nothing in it)."""
+        if held and self.rng.random() < 0.85:
+            return self.rng.choice(sorted(held))
+        return self.rng.randrange(slots)
+
+    def _page(self, slot: int) -> int:
+        pages = self.held.mapped.get(slot, 1)
+        return self.rng.choice((0, 0, self.rng.randrange(pages), pages - 1, pages))
 
     def _index(self, count: int) -> int:
         choices: tuple[int, ...] = (*range(max(count, 1)), count, count + 1, 0xFFFFFFFF)

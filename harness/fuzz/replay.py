@@ -13,13 +13,16 @@ business. Standard library only: the reproducer runs in a guest or on a host wit
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
 from typing import Any
 
-from harness.core.debug_checks import Kmemleak, split_reports
+from harness.core.debug_checks import Kmemleak, lockdep_live, split_reports
 from harness.core.kmsg import KmsgReader
 from harness.fuzz.executor import Executor, chosen_type
+from harness.mdev.choice import TYPE_ENV
 
 LEAK_AGE_S = 6.0  # kmemleak reports an unreferenced object only once it is 5 s old
 SETTLE_S = 0.5  # a report printed from another context (a workqueue) lands a little later
@@ -28,6 +31,12 @@ REPORT = re.compile(
     r"Kernel panic|INFO: task .* blocked)"
 )
 LEAK_HEADLINE = re.compile(r"^kmemleak: .*, allocated in (\S+)$")
+# Reports the kernel makes once per boot (lockdep switches itself off after its first).
+ONCE_PER_BOOT = re.compile(
+    r"possible (?:circular|recursive) locking|inconsistent lock state|bad unlock balance|"
+    r"suspicious RCU usage|lock held when returning"
+)
+CLEAR_WARN_ONCE = "/sys/kernel/debug/clear_warn_once"
 
 
 def same_report(line: str) -> str:
@@ -41,9 +50,18 @@ def same_report(line: str) -> str:
     return " ".join(text.split())
 
 
-def replay(program: list[dict[str, Any]], headline: str) -> list[str]:
-    """The kernel's reports of `headline`'s problem while `program` ran ([] when none)."""
+def replay(program: list[dict[str, Any]], headline: str, mdev_type: str | None = None) -> list[str]:
+    """The kernel's reports of `headline`'s problem while `program` ran ([] when none), on a
+    new device of `mdev_type` (HARNESS_MDEV_TYPE, when set, wins: the same driver may name
+    its types otherwise on another host)."""
+    if mdev_type and not os.environ.get(TYPE_ENV):
+        os.environ[TYPE_ENV] = mdev_type
     leak = LEAK_HEADLINE.match(headline)
+    if ONCE_PER_BOOT.search(headline) and lockdep_live() is False:
+        raise ReplayError(
+            "lockdep has reported once in this boot and is off: it would not report this again"
+        )
+    _clear_warn_once()
     log = KmsgReader.open()
     kmemleak = Kmemleak.find() if leak else None
     if kmemleak is not None:
@@ -62,11 +80,23 @@ def replay(program: list[dict[str, Any]], headline: str) -> list[str]:
         raise RuntimeError("the finding is a leak and this kernel has no kmemleak to see it")
     time.sleep(LEAK_AGE_S)
     allocator = leak.group(1)
+    # A new object that was written is only reported by the scan after the one that saw it.
+    report = kmemleak.scan() + kmemleak.scan()
     return [
         "\n".join(block)
-        for block in split_reports(kmemleak.scan())
+        for block in split_reports(report)
         if any(allocator in line for line in block[1:])
     ]
 
 
-__all__ = ["replay", "same_report"]
+class ReplayError(RuntimeError):
+    """This kernel cannot show the finding again now; the message says why."""
+
+
+def _clear_warn_once() -> None:
+    """Let WARN_ONCE and friends warn again (debugfs' clear_warn_once), if the kernel can."""
+    with contextlib.suppress(OSError), open(CLEAR_WARN_ONCE, "w", encoding="ascii") as handle:
+        handle.write("1")
+
+
+__all__ = ["ReplayError", "replay", "same_report"]

@@ -57,10 +57,10 @@ def record(**changes: object) -> FindingRecord:
 
 def run_reproducer(path: Path, reports: list[str], monkeypatch: pytest.MonkeyPatch) -> object:
     """Import the reproducer with replay() faked; call its test."""
-    calls: list[tuple[object, str]] = []
+    calls: list[tuple[object, str, str]] = []
 
-    def fake_replay(program: object, headline: str) -> list[str]:
-        calls.append((program, headline))
+    def fake_replay(program: object, headline: str, mdev_type: str) -> list[str]:
+        calls.append((program, headline, mdev_type))
         return reports
 
     replay_module = types.ModuleType("harness.fuzz.replay")
@@ -87,9 +87,19 @@ def test_reproducer_fails_while_the_kernel_reports_and_passes_after(
     assert "minimized from 6 to 2 operations" in doc
     assert 'hmdev_ioctl+0x7d5/0xa00 """ \\x' in doc  # quotes and backslashes survive
     calls = run_reproducer(path, [], monkeypatch)
-    assert calls == [([{"op": "open", "mode": "iommufd"}, {"op": "reset"}], record().headline)]
+    program = [{"op": "open", "mode": "iommufd"}, {"op": "reset"}]
+    assert calls == [(program, record().headline, "vfio_harness_mdev-small")]
     with pytest.raises(AssertionError, match="the kernel still reports WARNING"):
         run_reproducer(path, ["[ 1.0] WARNING: CPU: 0 PID: 1 at main.c:541"], monkeypatch)
+
+
+def test_console_control_characters_make_a_valid_module(tmp_path: Path) -> None:
+    path = FindingStore(tmp_path).save(
+        record(headline="BUG: x\x00y \x1b[0m", lines=["a\x00b", "\x07bell", "ünïcode"])
+    )
+    source = path.read_text(encoding="utf-8")
+    doc = ast.get_docstring(ast.parse(source)) or ""
+    assert "a\\x00b" in doc and "ünïcode" in doc
 
 
 def test_store_reads_back_its_records(tmp_path: Path) -> None:
