@@ -28,13 +28,17 @@ from harness.fuzz.program import Generator, Profile, Program
 from harness.fuzz.replay import LEAK_AGE_S, ONCE_PER_BOOT
 from harness.plugin.health import Finding
 from harness.plugin.known_issues import known_issue_of
+from harness.ssh.errors import SshError
 from harness.vm.console import strip_prefix
+from harness.vm.machine import BootError
+from harness.vm.saved_state import SavedStateError
 
 # A worker's hook at every `snapshot_every_s` and at its end: (VM, worker number, seconds).
 Snapshot = Callable[[FuzzVm, int, float], None]
 TIMELINE_EVERY_S = 10.0
 STATUS_EVERY_S = 30.0
 MINIMIZE_BUDGET = 120  # runs of a candidate program per finding
+START_ATTEMPTS = 3  # a VM that fails to start is tried again before the campaign ends
 MINIMIZE_SECONDS = 300.0  # and the time they may take (a crash costs a new VM per run)
 # Not bugs of the driver: the guest's own kernel log noise that health also reports.
 IGNORED_KINDS = frozenset({"lockdown", "taint"})
@@ -198,7 +202,15 @@ class Campaign:
         return generator.mutate(parent, lambda: self.corpus.pick(rng) or [])
 
     def _execute(self, fvm: FuzzVm, program: Program, *, fresh_device: bool = False) -> Outcome:
-        outcome = fvm.run(program, fresh_device=fresh_device, stop=self._stop.is_set)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                outcome = fvm.run(program, fresh_device=fresh_device, stop=self._stop.is_set)
+                break
+            except (BootError, SavedStateError, SshError, OSError) as err:  # a new VM's start
+                if attempt == START_ATTEMPTS or self._stop.is_set():
+                    raise
+                self.progress(f"a new VM did not start ({err}); trying again")
+                fvm.close()
         new = self.corpus.add(program, outcome.new_pcs) if outcome.new_pcs else 0
         with self._lock:
             self.stats.iterations += 1

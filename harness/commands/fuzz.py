@@ -173,6 +173,9 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
     from harness.campaign.findings import FindingStore
     from harness.campaign.worker import FuzzStartError
     from harness.core.cache import cache_dir
+    from harness.ssh.errors import SshError
+    from harness.vm.machine import BootError
+    from harness.vm.saved_state import SavedStateError
 
     root = (
         args.corpus.expanduser().resolve() if args.corpus else cache_dir("fuzz", target_key(target))
@@ -206,6 +209,8 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
         stats = campaign.run(args.workers, seed)
     except FuzzStartError as err:
         raise UserError(str(err)) from None
+    except (BootError, SavedStateError, SshError) as err:
+        raise UserError(f"the campaign stopped: a VM failed 3 times to start: {err}") from None
     result = summary(stats, corpus)
     result.update(seed=seed, kernel=target.kernel_id, module=target.module.name,
                   params=list(target.module.params), corpus_dir=str(root))  # fmt: skip
