@@ -304,8 +304,12 @@ def print_summary(result: dict[str, object], reports: Path) -> None:
 
 
 def replay_in_vm(target: Target, test: Path) -> int:
-    """Run a reproducer with pytest in a VM of `target`; pytest's status (1 if the VM died)."""
+    """Run a reproducer with pytest in a VM of `target`: pytest's status, or 1 when the kernel
+    crashed under it (an oops kills the test's process before it can fail)."""
     from harness.campaign.worker import FuzzVm
+    from harness.plugin.guest_vm import FATAL_KINDS
+    from harness.ssh.errors import CommandTimeoutError
+    from harness.vm.console import parse_console
 
     fvm = FuzzVm(target, progress)
     try:
@@ -314,16 +318,33 @@ def replay_in_vm(target: Target, test: Path) -> int:
         remote = f"/tmp/{test.name}"
         vm.ssh.put(test, remote)
         mark = guest.console_mark()
-        result = vm.ssh.run(
-            ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", remote],
-            guest.scaled(REPLAY_TIMEOUT_S),
-            check=False,
-            env=target.env(),
-        )
-        sys.stdout.write(result.stdout)
+        status = None
+        try:
+            result = vm.ssh.run(
+                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", remote],
+                guest.scaled(REPLAY_TIMEOUT_S),
+                check=False,
+                env=target.env(),
+            )
+            sys.stdout.write(result.stdout)
+            status = result.exit_status
+        except CommandTimeoutError as err:
+            problem = f"the reproducer did not finish: {err}"
         if not (vm.alive() and vm.ssh.is_active):
             print(guest.diagnose_death(mark, "the VM died under the reproducer").text)
             return EXIT_FINDINGS
-        return result.exit_status
+        vm.console.poll()
+        verdict = parse_console(line.text for line in vm.console.lines[mark:])
+        if status is None and verdict.kind not in FATAL_KINDS:
+            raise UserError(problem)
+        if status not in (0, 1) and verdict.kind in FATAL_KINDS:
+            print(
+                f"the kernel crashed under the reproducer ({verdict.kind}): "
+                f"{verdict.first_bad_line}",
+                flush=True,
+            )
+            return EXIT_FINDINGS
+        assert status is not None
+        return status
     finally:
         fvm.close()
