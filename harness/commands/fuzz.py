@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from harness.commands.run_prepare import prepare, progress
 if TYPE_CHECKING:
     from harness.campaign.campaign import Snapshot
     from harness.campaign.worker import FuzzVm, Target
+    from harness.plugin.guest_vm import GuestVm
 
 DEFAULT_KERNEL = "debug"
 REPORTS_ROOT = "vfio-harness-fuzz"
@@ -166,7 +168,6 @@ def target_key(target: Target) -> str:
 
 def run_campaign(args: argparse.Namespace, target: Target) -> int:
     import random
-    import time
 
     from harness.campaign.campaign import Budget, Campaign, summary
     from harness.campaign.corpus import Corpus
@@ -303,12 +304,41 @@ def print_summary(result: dict[str, object], reports: Path) -> None:
     print(f"  reports: {reports}", flush=True)
 
 
+def _run_watched(
+    guest: GuestVm, remote: str, env: dict[str, str], mark: int
+) -> tuple[int | None, str]:
+    """pytest on `remote` in the guest, its output shown as it comes: (exit status, "") or
+    (None, why it was given up: the kernel oopsed under it, or it did not finish)."""
+    from harness.ssh.errors import SshError
+
+    pipe = guest.vm.ssh.start(["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", remote],
+                              env=env)  # fmt: skip
+    deadline = time.monotonic() + guest.scaled(REPLAY_TIMEOUT_S)
+    try:
+        while True:
+            try:
+                line = pipe.read_line(1.0)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    return None, f"the reproducer did not finish in {REPLAY_TIMEOUT_S:.0f} s"
+                reason = guest.stalled(mark)
+                if reason is not None:
+                    return None, reason
+                continue
+            except SshError as err:
+                return None, f"the connection broke: {err}"
+            if line is None:
+                return pipe.exit_status(guest.scaled(10.0)), ""
+            print(line.decode(errors="replace"), flush=True)
+    finally:
+        pipe.close()
+
+
 def replay_in_vm(target: Target, test: Path) -> int:
     """Run a reproducer with pytest in a VM of `target`: pytest's status, or 1 when the kernel
     crashed under it (an oops kills the test's process before it can fail)."""
     from harness.campaign.worker import FuzzVm
     from harness.plugin.guest_vm import FATAL_KINDS
-    from harness.ssh.errors import CommandTimeoutError
     from harness.vm.console import parse_console
 
     fvm = FuzzVm(target, progress)
@@ -318,18 +348,7 @@ def replay_in_vm(target: Target, test: Path) -> int:
         remote = f"/tmp/{test.name}"
         vm.ssh.put(test, remote)
         mark = guest.console_mark()
-        status = None
-        try:
-            result = vm.ssh.run(
-                ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", remote],
-                guest.scaled(REPLAY_TIMEOUT_S),
-                check=False,
-                env=target.env(),
-            )
-            sys.stdout.write(result.stdout)
-            status = result.exit_status
-        except CommandTimeoutError as err:
-            problem = f"the reproducer did not finish: {err}"
+        status, problem = _run_watched(guest, remote, target.env(), mark)
         if not (vm.alive() and vm.ssh.is_active):
             print(guest.diagnose_death(mark, "the VM died under the reproducer").text)
             return EXIT_FINDINGS
