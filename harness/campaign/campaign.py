@@ -91,7 +91,7 @@ class Campaign:
         progress: Progress,
         *,
         minimize_findings: bool = True,
-        leak_every_s: float = 60.0,
+        leak_every_s: float = 20.0,
         snapshot: Snapshot | None = None,
         snapshot_every_s: float = 60.0,
         vm_factory: Callable[[Target, Progress], FuzzVm] = FuzzVm,
@@ -152,9 +152,7 @@ class Campaign:
                     self.stats.accelerator = fvm.guest.vm.accelerator.name if fvm.guest else ""
                     self.stats.kcov = bool(fvm.ready.get("kcov"))
                 generator = Generator(Profile.from_json(fvm.ready["profile"]), rng)
-                since_scan: list[Program] = []
-                before_scan: list[Program] = []
-                last_scan = time.monotonic()
+                window = LeakWindow()
                 next_snapshot = self.snapshot_every_s
                 while not self._stop.is_set():
                     if self._spent():
@@ -164,7 +162,7 @@ class Campaign:
                         next_snapshot += self.snapshot_every_s
                     program = self._next_program(generator, rng)
                     outcome = self._execute(fvm, program)
-                    since_scan.append(program)
+                    window.add(program, fvm.boots)
                     for finding in outcome.findings:
                         op = outcome.finding_ops.get(finding.fingerprint)
                         self._handle(fvm, finding, [program], op)
@@ -172,15 +170,11 @@ class Campaign:
                         ONCE_PER_BOOT.search(f.headline) for f in outcome.findings
                     ):  # lockdep is off in this kernel now: a new VM checks locking again
                         fvm.start()
-                    if time.monotonic() - last_scan >= self.leak_every_s:
-                        for finding in fvm.leaks():
-                            self._handle(fvm, finding, before_scan + since_scan)
-                        before_scan, since_scan = since_scan, []
-                        last_scan = time.monotonic()
+                    if window.due(self.leak_every_s):
+                        self._scan(fvm, window)
                 if not self._stop.is_set():  # a last scan: the budget's end is no excuse
                     time.sleep(LEAK_AGE_S)
-                    for finding in fvm.leaks():
-                        self._handle(fvm, finding, before_scan + since_scan)
+                    self._scan(fvm, window)
                 if self.snapshot is not None:
                     self._snapshot(fvm, number, self.stats.elapsed())
                 with self._lock:
@@ -189,6 +183,12 @@ class Campaign:
             with self._lock:
                 self._errors.append(err)
             self._stop.set()
+
+    def _scan(self, fvm: FuzzVm, window: LeakWindow) -> None:
+        found = fvm.leaks()
+        candidates = window.scanned()
+        for finding in found:
+            self._handle(fvm, finding, candidates)
 
     def _spent(self) -> bool:
         with self._lock:
@@ -265,42 +265,12 @@ class Campaign:
             f"finding {finding.fingerprint} after {found_after:.0f} s ({iterations} programs): "
             f"{headline}"
         )
-        leak = finding.kind == "kmemleak"
-        fresh = bool(ONCE_PER_BOOT.search(headline))
         started = time.monotonic()
-        runs = 0
-
-        def reproduces(programs: list[Program]) -> bool:
-            nonlocal runs
-            if self._stop.is_set() or time.monotonic() - started > MINIMIZE_SECONDS:
-                return False  # keep the shortest found so far
-            runs += 1
-            if fresh:
-                fvm.start()
-            seen: list[Finding] = []
-            for program in programs:
-                seen += self._execute(fvm, program, fresh_device=True).findings
-            if leak:
-                time.sleep(LEAK_AGE_S)
-                seen += fvm.leaks()
-            return any(f.fingerprint == finding.fingerprint for f in seen)
-
-        culprit = candidates[-1]
-        if leak and len(candidates) > 1:
-            culprit = self._bisect(candidates, reproduces)
-        if op is not None and not leak:
-            culprit = culprit[: op + 1]  # what came after the op it showed in is not needed
-        program = culprit
-        if finding.kind == "hung":  # each try would wait out the timeout: kept as cut
-            confirmed = reproduced = False
-        else:
-            confirmed = reproduces([culprit])
-            if not confirmed and not fresh:  # a report made once per boot (WARN_ONCE)
-                fresh = True
-                confirmed = reproduces([culprit])
-            if confirmed and self.minimize_findings:
-                program = minimize(culprit, lambda ops: reproduces([ops]), MINIMIZE_BUDGET)
-            reproduced = confirmed  # minimize() returns only programs that reproduced
+        trial = _Trial(self, fvm, finding.fingerprint, leak=finding.kind == "kmemleak",
+                       fresh=bool(ONCE_PER_BOOT.search(headline)))  # fmt: skip
+        culprit, program, reproduced = trial.pin_and_minimize(
+            candidates, op, hung=finding.kind == "hung"
+        )
         record = FindingRecord(
             fingerprint=finding.fingerprint,
             kind=finding.kind,
@@ -310,20 +280,21 @@ class Campaign:
             original_ops=len(culprit),
             found_after_s=round(found_after, 1),
             iterations=iterations,
-            minimize_runs=runs,
+            minimize_runs=trial.runs,
             minimize_s=round(time.monotonic() - started, 1),
             kernel=self.target.kernel_id,
             mdev_type=str(fvm.ready.get("type", self.target.mdev_type)),
             accelerator=self.stats.accelerator,
             reproduced=reproduced,
-            extra={"fresh_vm": fresh, "replayed": finding.kind != "hung"},
+            extra={"fresh_vm": trial.fresh, "replayed": finding.kind != "hung"},
         )
         path = self.store.save(record)
         with self._lock:
             self.stats.findings.append(record)
         self.progress(
             f"finding {finding.fingerprint}: {len(culprit)} -> {len(program)} operations in "
-            f"{record.minimize_s:.0f} s ({runs} runs{', a new VM each' if fresh else ''}), "
+            f"{record.minimize_s:.0f} s ({trial.runs} runs"
+            f"{', a new VM each' if trial.fresh else ''}), "
             f"{'reproduced' if reproduced else 'NOT reproduced'}; {path}"
         )
 
@@ -357,6 +328,87 @@ class Campaign:
 
     def _tagged(self, number: int) -> Progress:
         return lambda line: self.progress(f"[worker {number}] {line}")
+
+
+class LeakWindow:
+    """The programs a leak that the next kmemleak scan reports may come from: those run on
+    this VM since the scan before, less kmemleak's minimum age (an object younger than that
+    is left for the next scan)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[float, Program]] = []
+        self.last_scan = time.monotonic()
+        self.boots = -1
+
+    def add(self, program: Program, boots: int) -> None:
+        if boots != self.boots:  # a new VM: the old one's leaks went with it
+            self.entries, self.boots = [], boots
+        self.entries.append((time.monotonic(), program))
+
+    def due(self, every: float) -> bool:
+        return time.monotonic() - self.last_scan >= every
+
+    def scanned(self) -> list[Program]:
+        """A scan happened: the programs it may have reported on, oldest first."""
+        since = self.last_scan - LEAK_AGE_S - 1.0
+        candidates = [program for at, program in self.entries if at >= since]
+        self.last_scan = time.monotonic()
+        keep = self.last_scan - LEAK_AGE_S - 1.0
+        self.entries = [(at, program) for at, program in self.entries if at >= keep]
+        return candidates
+
+
+class _Trial:
+    """Runs that pin a finding on one program and shrink it: each on a new device, on a new
+    VM too for a report the kernel makes once per boot, waiting out kmemleak's age for a
+    leak; minimizing stops after MINIMIZE_SECONDS or at the campaign's stop."""
+
+    def __init__(
+        self, campaign: Campaign, fvm: FuzzVm, fingerprint: str, *, leak: bool, fresh: bool
+    ) -> None:
+        self.campaign = campaign
+        self.fvm = fvm
+        self.fingerprint = fingerprint
+        self.leak = leak
+        self.fresh = fresh
+        self.runs = 0
+        self.deadline: float | None = None  # minimizing's own: pinning is not cut short
+
+    def reproduces(self, programs: list[Program]) -> bool:
+        stopped = self.campaign._stop.is_set()
+        if stopped or (self.deadline is not None and time.monotonic() > self.deadline):
+            return False  # minimize() keeps the shortest found so far
+        self.runs += 1
+        if self.fresh:
+            self.fvm.start()
+        seen: list[Finding] = []
+        for program in programs:
+            seen += self.campaign._execute(self.fvm, program, fresh_device=True).findings
+        if self.leak:
+            time.sleep(LEAK_AGE_S)
+            seen += self.fvm.leaks()
+        return any(f.fingerprint == self.fingerprint for f in seen)
+
+    def pin_and_minimize(
+        self, candidates: list[Program], op: int | None, *, hung: bool
+    ) -> tuple[Program, Program, bool]:
+        """(the program it was pinned on, the minimized one, whether it reproduced)."""
+        culprit = candidates[-1]
+        if self.leak and len(candidates) > 1:
+            culprit = Campaign._bisect(candidates, self.reproduces)
+        if op is not None and not self.leak:
+            culprit = culprit[: op + 1]  # what came after the op it showed in is not needed
+        if hung:  # each try would wait out the timeout: kept as cut
+            return culprit, culprit, False
+        confirmed = self.reproduces([culprit])
+        if not confirmed and not self.fresh:  # a report made once per boot (WARN_ONCE)
+            self.fresh = True
+            confirmed = self.reproduces([culprit])
+        program = culprit
+        if confirmed and self.campaign.minimize_findings:
+            self.deadline = time.monotonic() + MINIMIZE_SECONDS
+            program = minimize(culprit, lambda ops: self.reproduces([ops]), MINIMIZE_BUDGET)
+        return culprit, program, confirmed  # minimize() returns only programs that reproduced
 
 
 def summary(stats: Stats, corpus: Corpus) -> dict[str, Any]:

@@ -78,8 +78,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fuzz.add_argument("--reports", type=Path, help="where summary.json and reproducers go")
     fuzz.add_argument("--no-minimize", action="store_true", help="keep findings' programs whole")
     fuzz.add_argument(
-        "--leak-every", type=float, default=60.0, metavar="S",
-        help="ask kmemleak every S seconds (default 60; kernels with kmemleak only)",
+        "--leak-every", type=float, default=20.0, metavar="S",
+        help="ask kmemleak every S seconds (default 20; kernels with kmemleak only)",
     )  # fmt: skip
     fuzz.add_argument(
         "--coverage-every", type=float, metavar="S",

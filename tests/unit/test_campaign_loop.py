@@ -5,6 +5,7 @@ leak is pinned on one program, what is a known kernel issue, and when the budget
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -191,3 +192,26 @@ def test_budget() -> None:
     assert Budget(seconds=10).spent(10.0, 0) and not Budget(seconds=10).spent(9.9, 10**6)
     assert Budget(iterations=5).spent(0.0, 5) and not Budget().spent(1e9, 10**9)
     assert Budget(findings=2).spent(0.0, 0, 2) and not Budget(findings=2).spent(0.0, 0, 1)
+
+
+def test_a_leak_window_holds_the_programs_since_the_scan_before_less_kmemleak_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(campaign_mod, "LEAK_AGE_S", 6.0)
+    window = campaign_mod.LeakWindow()  # the campaign starts at 100
+    for at, name in ((101, "a"), (110, "b"), (118, "c")):
+        now[0] = at
+        window.add([{"op": name}], boots=1)
+    now[0] = 120.0
+    assert window.due(20.0) and [p[0]["op"] for p in window.scanned()] == ["a", "b", "c"]
+    now[0] = 125.0
+    window.add([{"op": "d"}], boots=1)
+    now[0] = 140.0
+    # "c" ran 2 s before the last scan: too young for it, so the next one may report it
+    assert [p[0]["op"] for p in window.scanned()] == ["c", "d"]
+    now[0] = 141.0
+    window.add([{"op": "e"}], boots=2)  # a new VM: the old one's leaks went with it
+    now[0] = 160.0
+    assert [p[0]["op"] for p in window.scanned()] == ["e"]
