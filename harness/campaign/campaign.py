@@ -173,8 +173,7 @@ class Campaign:
                     if window.due(self.leak_every_s):
                         self._scan(fvm, window)
                 if not self._stop.is_set():  # a last scan: the budget's end is no excuse
-                    time.sleep(LEAK_AGE_S)
-                    self._scan(fvm, window)
+                    self._scan(fvm, window, settle=LEAK_AGE_S)
                 if self.snapshot is not None:
                     self._snapshot(fvm, number, self.stats.elapsed())
                 with self._lock:
@@ -184,8 +183,8 @@ class Campaign:
                 self._errors.append(err)
             self._stop.set()
 
-    def _scan(self, fvm: FuzzVm, window: LeakWindow) -> None:
-        found = fvm.leaks()
+    def _scan(self, fvm: FuzzVm, window: LeakWindow, settle: float = 0.0) -> None:
+        found = fvm.leaks(settle)
         candidates = window.scanned()
         for finding in found:
             self._handle(fvm, finding, candidates)
@@ -331,13 +330,14 @@ class Campaign:
 
 
 class LeakWindow:
-    """The programs a leak that the next kmemleak scan reports may come from: those run on
-    this VM since the scan before, less kmemleak's minimum age (an object younger than that
-    is left for the next scan)."""
+    """The programs a leak that the next kmemleak scan reports may come from. kmemleak reports
+    an object once it is LEAK_AGE_S old and unchanged since the scan before (a new object
+    that was written is first seen changed), so: those run on this VM since the scan before
+    the last one, less that age."""
 
     def __init__(self) -> None:
         self.entries: list[tuple[float, Program]] = []
-        self.last_scan = time.monotonic()
+        self.scans = [time.monotonic()] * 2  # the last two, oldest first
         self.boots = -1
 
     def add(self, program: Program, boots: int) -> None:
@@ -346,14 +346,14 @@ class LeakWindow:
         self.entries.append((time.monotonic(), program))
 
     def due(self, every: float) -> bool:
-        return time.monotonic() - self.last_scan >= every
+        return time.monotonic() - self.scans[-1] >= every
 
     def scanned(self) -> list[Program]:
         """A scan happened: the programs it may have reported on, oldest first."""
-        since = self.last_scan - LEAK_AGE_S - 1.0
+        since = self.scans[0] - LEAK_AGE_S - 1.0
         candidates = [program for at, program in self.entries if at >= since]
-        self.last_scan = time.monotonic()
-        keep = self.last_scan - LEAK_AGE_S - 1.0
+        self.scans = [self.scans[-1], time.monotonic()]
+        keep = self.scans[0] - LEAK_AGE_S - 1.0
         self.entries = [(at, program) for at, program in self.entries if at >= keep]
         return candidates
 
@@ -385,8 +385,7 @@ class _Trial:
         for program in programs:
             seen += self.campaign._execute(self.fvm, program, fresh_device=True).findings
         if self.leak:
-            time.sleep(LEAK_AGE_S)
-            seen += self.fvm.leaks()
+            seen += self.fvm.leaks(settle=LEAK_AGE_S)
         return any(f.fingerprint == self.fingerprint for f in seen)
 
     def pin_and_minimize(

@@ -245,14 +245,16 @@ class FuzzVm(Closing):
         result = self.guest.vm.ssh.run(f"cat /proc/{pid}/stack", timeout, check=False)
         return result.stdout if result.ok else ""
 
-    def leaks(self) -> list[Finding]:
-        """kmemleak's reports since the last scan ([] without kmemleak or a live loop)."""
+    def leaks(self, settle: float = 0.0) -> list[Finding]:
+        """kmemleak's reports since the last scan ([] without kmemleak or a live loop);
+        `settle`: two scans that far apart, so that what the last program leaked is seen."""
         if not self.alive or not self.ready.get("kmemleak"):
             return []
         assert self.guest is not None and self.pipe is not None
         try:
-            self.pipe.send_line(b'{"leaks": true}')
-            line = self.pipe.read_line(self.guest.scaled(LEAK_SCAN_TIMEOUT_S))
+            self.pipe.send_line(json.dumps({"leaks": True, "settle": settle}).encode())
+            timeout = self.guest.scaled(LEAK_SCAN_TIMEOUT_S) + settle
+            line = self.pipe.read_line(timeout)
         except (OSError, RuntimeError, TimeoutError):
             self.close()
             return []

@@ -10,7 +10,8 @@ JSON line per request on stdin until EOF:
                                       "logs": [[op index, [kernel log lines]], ...],
                                       "seconds": S, "error": null}}
     {"run": [...], "fresh": true}   the same on a new device of the type
-    {"leaks": true}     ->  {"leaks": [kmemleak's report lines]}   (then forgotten)
+    {"leaks": true}     ->  {"leaks": [kmemleak's report lines]}   (a scan; then forgotten)
+    {"leaks": true, "settle": S}   two scans S seconds apart: what the last program leaked
 
 `new_pcs` are the normalised PCs (harness.fuzz.pcs) this process had not seen before; the
 host keeps the campaign's total. The device is the type HARNESS_MDEV_TYPE/_PARENT names (our
@@ -163,16 +164,24 @@ def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
                     }
                 )
             elif "leaks" in request:
-                send({"leaks": scan_twice(leaks) if leaks is not None else []})
+                age = request.get("settle")
+                report = (
+                    [] if leaks is None else settle_and_scan(leaks, age) if age else leaks.scan()
+                )
+                send({"leaks": report})
             else:
                 send({"error": f"unknown request {sorted(request)}"})
     return 0
 
 
-def scan_twice(leaks: Kmemleak) -> list[str]:
-    """kmemleak's reports: an object whose contents changed since the last scan (a new one
-    that was written) is only reported by the scan after, so two in a row."""
-    return leaks.scan() + leaks.scan()
+def settle_and_scan(leaks: Kmemleak, age: float) -> list[str]:
+    """kmemleak's reports on what the last program leaked: an object whose contents changed
+    since the scan before (a new one that was written) is only reported by the scan after,
+    and only once it is `age` old, so: scan, wait out the rest of the age, scan."""
+    started = time.monotonic()
+    first = leaks.scan()
+    time.sleep(max(age - (time.monotonic() - started), 0.0))
+    return first + leaks.scan()
 
 
 def main() -> int:

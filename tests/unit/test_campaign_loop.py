@@ -95,7 +95,7 @@ class FakeVm:
             self.first_shown = (program, at)
         return Outcome(["ok"] * len(program), pcs, len(pcs), 0.001, findings, shown)
 
-    def leaks(self) -> list[Finding]:
+    def leaks(self, settle: float = 0.0) -> list[Finding]:
         found, self.leaked = ([LEAK] if self.leaked else []), 0
         return found
 
@@ -194,7 +194,7 @@ def test_budget() -> None:
     assert Budget(findings=2).spent(0.0, 0, 2) and not Budget(findings=2).spent(0.0, 0, 1)
 
 
-def test_a_leak_window_holds_the_programs_since_the_scan_before_less_kmemleak_age(
+def test_a_leak_window_holds_the_programs_since_the_scan_before_last_less_kmemleak_age(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     now = [100.0]
@@ -209,9 +209,14 @@ def test_a_leak_window_holds_the_programs_since_the_scan_before_less_kmemleak_ag
     now[0] = 125.0
     window.add([{"op": "d"}], boots=1)
     now[0] = 140.0
-    # "c" ran 2 s before the last scan: too young for it, so the next one may report it
-    assert [p[0]["op"] for p in window.scanned()] == ["c", "d"]
-    now[0] = 141.0
-    window.add([{"op": "e"}], boots=2)  # a new VM: the old one's leaks went with it
+    # the scan at 120 may only have seen "a" to "c" changed: this one can report them
+    assert [p[0]["op"] for p in window.scanned()] == ["a", "b", "c", "d"]
+    now[0] = 145.0
+    window.add([{"op": "e"}], boots=1)
     now[0] = 160.0
-    assert [p[0]["op"] for p in window.scanned()] == ["e"]
+    # "a" and "b" were old and unchanged by the scan at 140: it reported them if they leaked
+    assert [p[0]["op"] for p in window.scanned()] == ["c", "d", "e"]
+    now[0] = 161.0
+    window.add([{"op": "f"}], boots=2)  # a new VM: the old one's leaks went with it
+    now[0] = 180.0
+    assert [p[0]["op"] for p in window.scanned()] == ["f"]
