@@ -180,16 +180,8 @@ class Executor:
 
     def clean(self) -> None:
         """Back to one closed device, nothing mapped: what every program starts from."""
-        for view in self.mmaps.values():
-            with contextlib.suppress(BufferError, OSError):
-                view.close()
-        self.mmaps.clear()
-        self._close_data_fd()
-        self.stream = b""
         self._close()
-        for buffer, _iova in self.buffers.values():
-            buffer.close()
-        self.buffers.clear()
+        self.stream = b""
         for fd in self.eventfds:
             fd.close()
         self.eventfds.clear()
