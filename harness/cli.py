@@ -15,6 +15,7 @@ from typing import NoReturn, cast
 from harness import __version__
 from harness.cli_errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from harness.commands import compare as compare_commands
+from harness.commands import fuzz as fuzz_commands
 from harness.commands import kmod as kmod_commands
 from harness.commands import lava as lava_commands
 from harness.commands import mdev as mdev_commands
@@ -68,6 +69,7 @@ def build_parser() -> _Parser:
     compare_commands.register(commands)
     merge_commands.register(commands)
     lava_commands.register(commands)
+    fuzz_commands.register(commands)
 
     setup = commands.add_parser("setup", help="install the Debian packages the harness needs")
     setup.add_argument(

@@ -20,8 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
+from harness.core.debug_checks import Kmemleak, split_reports
 from harness.mdev import MdevDevice, MdevSysfs
-from harness.plugin.debug_checks import Kmemleak, split_reports
 from harness.refdev import Direction, RefDevice
 from harness.refdev import contract as c
 from harness.refdev import registers as r

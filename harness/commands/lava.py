@@ -91,8 +91,6 @@ def _job(args: argparse.Namespace) -> int:
         if not equals or not path.startswith("/") or not url:
             raise UsageError(f"--file {item}: give PATH=URL, PATH absolute on the device")
         files[path] = url
-    if files and not args.rootfs_format:
-        raise UsageError("--file needs --rootfs-format: LAVA writes the files into the image")
     spec = JobSpec(
         args.wheel,
         args.image,
@@ -109,7 +107,11 @@ def _job(args: argparse.Namespace) -> int:
         login=args.login,
         pip_options=tuple(args.pip_option),
     )
-    sys.stdout.write(job_text(spec))
+    try:
+        text = job_text(spec)
+    except ValueError as exc:  # what the options ask for together that LAVA cannot do
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(text)
     return 0
 
 

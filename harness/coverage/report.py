@@ -133,8 +133,8 @@ def table(coverage: Coverage) -> list[str]:
         part = coverage.part(name)
         if not part:
             continue
-        totals = [executed(lines) for lines in part.values()]
-        hit, total = sum(h for h, _ in totals), sum(t for _, t in totals)
+        totals = part_totals(part)
+        hit, total = totals["executed"], totals["lines"]
         out.append(f"{title}: {hit} of {total} lines executed ({percent(hit, total).strip()})")
         root = _common_dir(list(part))
         for path in sorted(part):

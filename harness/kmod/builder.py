@@ -110,10 +110,9 @@ def chroot_environment() -> dict[str, str]:
     return {"PATH": CHROOT_PATH, "LC_ALL": "C", "HOME": "/root"}
 
 
-# Make variables that change what kmod/ builds: set on the command line by the harness only, so
-# one left in a user's environment cannot turn a normal build into a test build (or back).
-# Variables that change what a module build makes: only the harness sets them (a user's
-# environment must not change a module behind its cache key).
+# Make variables that change what a module build makes: set by the harness only, so one left in
+# a user's environment cannot change a module behind its cache key (a normal build into a test
+# build, or one compiled for gcov, or back).
 _MAKE_SWITCHES = ("HMDEV_FAULTS", "GCOV_PROFILE", "KCOV_INSTRUMENT")
 
 

@@ -39,10 +39,9 @@ class CoverageCollector:
         self._sets += 1
         where = self.directory / "raw" / f"{self.worker}-{os.getpid()}-{self._sets}"
         try:
-            scale = guest.vm.accelerator.timeout_scale
-            if not guest.vm.ssh.run("true", PROBE_TIMEOUT_S * scale, check=False).ok:
+            if not guest.answers(guest.scaled(PROBE_TIMEOUT_S)):
                 return f"{kernel}: coverage: the guest does not answer; its counters are lost"
-            count = fetch_counters(guest.vm.ssh, where / "counters", scale)
+            count = fetch_counters(guest.vm.ssh, where / "counters", guest.scaled(1.0))
             modules = [keep_notes(notes, where / "notes")] if notes and count else []
             write_set(where, kernel, count, modules)
         except Exception as err:  # SSH, tar, disk: the suite's results stand regardless

@@ -8,10 +8,10 @@ stdin/stdout until {"quit": true} or EOF. Each item runs through pytest's own
 pytest_runtest_protocol with the `nextitem` the host names, so module and session fixtures are
 set up and torn down exactly as in a plain pytest run; each report goes back as
 pytest_report_to_serializable made it. Around every item the runner reads the new kernel log
-lines and the taint mask (harness.plugin.kmsg) and sends them with {"done": ...}: the host
+lines and the taint mask (harness.core.kmsg) and sends them with {"done": ...}: the host
 judges them, because only the host has the console parser. On a debug kernel it also sends
 kmemleak's reports from a scan after the last item of each test module, and whether lockdep
-has switched itself off (harness.plugin.debug_checks).
+has switched itself off (harness.core.debug_checks).
 
 The protocol owns the process's original stdout and stdin: fd 1 is pointed at stderr and fd 0
 at /dev/null, so nothing a test or plugin prints can corrupt a message. Imports stay within
@@ -30,8 +30,8 @@ from typing import IO, Any
 
 import pytest
 
-from harness.plugin.debug_checks import Kmemleak, lockdep_live
-from harness.plugin.kmsg import KmsgReader, read_taint
+from harness.core.debug_checks import Kmemleak, lockdep_live
+from harness.core.kmsg import KmsgReader, read_taint
 from harness.plugin.protocol import ItemDone, Message, ProtocolError, RunnerInfo, decode, encode
 
 

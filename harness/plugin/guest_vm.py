@@ -77,9 +77,10 @@ class GuestVm(Closing):
         self.locked_down = False
         self.runners: dict[Path, RunnerClient] = {}
         self._oops_seen_at: float | None = None
-        self.liveness = Liveness(self._answers)
+        self.liveness = Liveness(self.answers)
 
-    def _answers(self, timeout: float) -> bool:
+    def answers(self, timeout: float) -> bool:
+        """The guest runs a command over SSH within `timeout` seconds."""
         return self.vm.ssh.run("true", timeout, check=False).ok
 
     def scaled(self, seconds: float) -> float:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.plugin.debug_checks import split_reports
-from harness.plugin.kmsg import MODULE_TAINTS, taint_letters
+from harness.core.debug_checks import split_reports
+from harness.core.kmsg import MODULE_TAINTS, taint_letters
 from harness.plugin.known_issues import KnownIssue, known_issue_of
 from harness.plugin.protocol import ItemDone
 from harness.vm.console import ConsoleScanner, Splat, normalise, strip_prefix

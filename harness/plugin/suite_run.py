@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 from _pytest.runner import runtestprotocol
 
+from harness.core.kmsg import KmsgReader, read_taint
 from harness.kernel.choice import KernelChoice
 from harness.plugin import guest_items
 from harness.plugin.health import Finding, apply_findings, is_fatal, item_findings
-from harness.plugin.kmsg import KmsgReader, read_taint
 from harness.plugin.known_failures import KnownFailure, kernel_names, not_run
 from harness.plugin.known_failures import apply as apply_known
 from harness.plugin.properties import INTERRUPTED, KERNEL_CHOICE

@@ -105,7 +105,9 @@ def _images(spec: JobSpec) -> dict[str, object]:
             overlays[f"file{number}"] = {"url": url, "format": kind, "path": path}
         rootfs |= {"format": spec.rootfs_format, "overlays": overlays}
     elif spec.files:
-        raise ValueError("files on the device need rootfs_format: LAVA writes them into it")
+        raise ValueError(
+            "files need the image's format (--rootfs-format): LAVA writes them into the image"
+        )
     images: dict[str, object] = {"rootfs": rootfs}
     if spec.kernel:
         append = f" -append {shlex.quote(spec.append)}" if spec.append else ""

@@ -19,6 +19,7 @@ from harness.refdev import RefDevice
 from harness.refdev import pci_config as pci
 from harness.refdev import registers as r
 from harness.uapi import IommuMode, Migration, MigrationDataFd, MigState, OpenDevice
+from harness.uapi.errors import errno_name
 from harness.uapi.raw import vfio as v
 from tests.uapi import util
 from tests.uapi.util import raises_errno
@@ -326,3 +327,105 @@ def test_a_removed_device_gives_back_its_instance_while_a_data_fd_is_open(
         make_mdev()  # where the removed one was
         with raises_errno(errno.ENODEV):
             fd.read_all()
+
+
+# -- PRE_COPY's accounting and the STOP_COPY size estimate (include/uapi/linux/vfio.h) ---------
+
+PRE_COPY_READ = 4096
+PRE_COPY_LIMIT = 256 << 20  # read this much without reaching the temporary end: it never comes
+
+
+def pre_copy(opened: OpenDevice) -> Migration:
+    mig, flags = migration(opened)
+    require_state(flags, MigState.PRE_COPY)
+    return mig
+
+
+def counts(fd: MigrationDataFd) -> tuple[int, int]:
+    info = fd.precopy_info()
+    return int(info.initial_bytes), int(info.dirty_bytes)
+
+
+def read_to_temporary_end(fd: MigrationDataFd) -> int:
+    """Read until read() fails with ENOMSG (pre-copy's temporary end); the bytes read.
+    initial_bytes must never grow meanwhile."""
+    read, left = 0, counts(fd)[0]
+    while True:
+        try:
+            chunk = os.read(fd.fd, PRE_COPY_READ)
+        except OSError as exc:
+            assert exc.errno == errno.ENOMSG, (
+                f"read() at the temporary end failed with {errno_name(exc.errno or 0)}, not ENOMSG"
+            )
+            return read
+        assert chunk, "read() returned 0 (the permanent end) in PRE_COPY"
+        read += len(chunk)
+        now, _ = counts(fd)
+        assert now <= left, f"initial_bytes grew from {left} to {now} while data was read"
+        left = now
+        assert read <= PRE_COPY_LIMIT, f"no temporary end after {read} bytes"
+
+
+def test_pre_copy_data_runs_down_to_a_temporary_end(opened: OpenDevice) -> None:
+    """initial_bytes starts non-zero and decreases as data is read, dirty_bytes starts at zero,
+    and the temporary end of stream (both zero) is read() failing with ENOMSG."""
+    mig = pre_copy(opened)
+    with data_fd(mig, MigState.PRE_COPY) as fd:
+        initial, dirty = counts(fd)
+        assert initial > 0, "initial_bytes is 0 on entering PRE_COPY"
+        assert dirty == 0, f"dirty_bytes is {dirty} on entering PRE_COPY (it starts at zero)"
+        read = read_to_temporary_end(fd)
+        assert counts(fd) == (0, 0), "read() said ENOMSG, but there are bytes left to read"
+        assert read >= initial, f"initial_bytes said {initial}, but only {read} came"
+
+
+@pytest.mark.refdev
+def test_memory_written_in_pre_copy_comes_again_as_dirty_data(
+    opened: OpenDevice, ref: RefDevice
+) -> None:
+    mig = pre_copy(opened)
+    with data_fd(mig, MigState.PRE_COPY) as fd:
+        read_to_temporary_end(fd)
+        ref.mem_write(0x3000, os.urandom(64))
+        initial, dirty = counts(fd)
+        assert initial == 0 and dirty > 0, f"after a write: initial {initial}, dirty {dirty}"
+        assert read_to_temporary_end(fd) >= dirty
+        assert counts(fd) == (0, 0)
+
+
+def test_precopy_info_outside_pre_copy_fails_with_einval(opened: OpenDevice) -> None:
+    """PRE_COPY -> STOP_COPY keeps the data fd; the ioctl is for the PRE_COPY states only."""
+    mig = pre_copy(opened)
+    with data_fd(mig, MigState.PRE_COPY) as fd:
+        assert mig.set_state(MigState.STOP_COPY) is None
+        with raises_errno(errno.EINVAL):
+            fd.precopy_info()
+
+
+def test_precopy_info_argsz_too_small_fails_with_einval(opened: OpenDevice) -> None:
+    mig = pre_copy(opened)
+    with data_fd(mig, MigState.PRE_COPY) as fd:
+        short = v.vfio_precopy_info(argsz=8)  # below the end of dirty_bytes
+        with raises_errno(errno.EINVAL):
+            fd.ioctl(v.VFIO_MIG_GET_PRECOPY_INFO, "VFIO_MIG_GET_PRECOPY_INFO", short)
+
+
+def stop_copy_estimate(mig: Migration) -> int:
+    try:
+        return mig.data_size()
+    except OSError as exc:
+        if exc.errno != errno.ENOTTY:
+            raise
+        pytest.skip("the driver or kernel has no VFIO_DEVICE_FEATURE_MIG_DATA_SIZE")
+
+
+def test_stop_copy_size_estimate_is_given(opened: OpenDevice) -> None:
+    mig, _ = migration(opened)
+    assert stop_copy_estimate(mig) > 0, "MIG_DATA_SIZE estimates an empty STOP_COPY stream"
+
+
+@pytest.mark.refdev
+def test_stop_copy_size_estimate_is_the_streams_size(opened: OpenDevice) -> None:
+    mig, _ = migration(opened)
+    estimate = stop_copy_estimate(mig)
+    assert estimate == len(save(mig))

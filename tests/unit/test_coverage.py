@@ -231,6 +231,12 @@ class DeadGuest:
     def __init__(self) -> None:
         self.vm = SimpleNamespace(ssh=self._Ssh(), accelerator=SimpleNamespace(timeout_scale=1.0))
 
+    def answers(self, timeout: float) -> bool:  # as GuestVm.answers: the probe's SSH raises
+        return bool(self.vm.ssh.run("true", timeout, check=False).ok)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds
+
 
 def test_a_guest_that_cannot_give_its_counters_does_not_end_the_run(tmp_path: Path) -> None:
     from harness.plugin.coverage import CoverageCollector

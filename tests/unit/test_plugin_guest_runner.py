@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.kmsg import format_record, taint_letters
 from harness.kernel.choice import KernelChoice
 from harness.plugin import guest_items
-from harness.plugin.kmsg import format_record, taint_letters
 from harness.plugin.protocol import ItemDone, ProtocolError, decode, encode, run_request
 from harness.plugin.runner_client import RunnerClient
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.plugin.debug_checks import Kmemleak, lockdep_live, split_reports
+from harness.core.debug_checks import Kmemleak, lockdep_live, split_reports
 from harness.plugin.health import leak_findings
 
 # The shape of /sys/kernel/debug/kmemleak (mm/kmemleak.c print_unreferenced) on 6.12.
