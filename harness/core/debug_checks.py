@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 
 DEBUGFS = "/sys/kernel/debug"
 KMEMLEAK = f"{DEBUGFS}/kmemleak"
@@ -36,14 +37,8 @@ class Kmemleak:
     @classmethod
     def find(cls, path: str = KMEMLEAK) -> Kmemleak | None:
         """kmemleak, with debugfs mounted if it was not; None if the kernel lacks it."""
-        if not os.path.exists(path) and os.path.isdir(DEBUGFS) and not os.listdir(DEBUGFS):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["mount", "-t", "debugfs", "debugfs", DEBUGFS],
-                    check=False,
-                    capture_output=True,
-                    timeout=10,
-                )
+        if not os.path.exists(path):
+            mount_debugfs()
         if not os.path.exists(path):
             return None
         return cls(path)
@@ -63,6 +58,28 @@ class Kmemleak:
             lines = [line.rstrip("\n") for line in handle]
         self.clear()
         return lines
+
+    def settle_and_scan(self, age: float) -> list[str]:
+        """The reports on what was leaked just before: an object whose contents changed
+        since the scan before (a new one that was written) is only reported by the scan
+        after, and only once it is `age` old. So: scan, wait out the rest of `age`, scan."""
+        started = time.monotonic()
+        first = self.scan()
+        time.sleep(max(age - (time.monotonic() - started), 0.0))
+        return first + self.scan()
+
+
+def mount_debugfs() -> None:
+    """Mount debugfs where the kernel's own tools expect it, unless it is there already."""
+    if os.path.ismount(DEBUGFS) or not os.path.isdir(DEBUGFS):
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["mount", "-t", "debugfs", "debugfs", DEBUGFS],
+            check=False,
+            capture_output=True,
+            timeout=10,
+        )
 
 
 def split_reports(lines: list[str]) -> list[list[str]]:
@@ -89,4 +106,4 @@ def lockdep_live(path: str = LOCKDEP_STATS) -> bool | None:
     return None
 
 
-__all__ = ["Kmemleak", "lockdep_live", "split_reports"]
+__all__ = ["DEBUGFS", "Kmemleak", "lockdep_live", "mount_debugfs", "split_reports"]

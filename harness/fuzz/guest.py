@@ -166,22 +166,12 @@ def serve(reader: IO[bytes], writer: IO[bytes]) -> int:
             elif "leaks" in request:
                 age = request.get("settle")
                 report = (
-                    [] if leaks is None else settle_and_scan(leaks, age) if age else leaks.scan()
+                    [] if leaks is None else leaks.settle_and_scan(age) if age else leaks.scan()
                 )
                 send({"leaks": report})
             else:
                 send({"error": f"unknown request {sorted(request)}"})
     return 0
-
-
-def settle_and_scan(leaks: Kmemleak, age: float) -> list[str]:
-    """kmemleak's reports on what the last program leaked: an object whose contents changed
-    since the scan before (a new one that was written) is only reported by the scan after,
-    and only once it is `age` old, so: scan, wait out the rest of the age, scan."""
-    started = time.monotonic()
-    first = leaks.scan()
-    time.sleep(max(age - (time.monotonic() - started), 0.0))
-    return first + leaks.scan()
 
 
 def main() -> int:

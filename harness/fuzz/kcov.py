@@ -20,12 +20,12 @@ import contextlib
 import ctypes
 import mmap
 import os
-import subprocess
 from collections.abc import Iterator
 
+from harness.core.debug_checks import DEBUGFS, mount_debugfs
 from harness.uapi.syscall import ioctl
 
-KCOV_PATH = "/sys/kernel/debug/kcov"
+KCOV_PATH = f"{DEBUGFS}/kcov"
 KCOV_INIT_TRACE = 0x80086301  # _IOR('c', 1, unsigned long)
 KCOV_ENABLE = 0x6364  # _IO('c', 100)
 KCOV_DISABLE = 0x6365  # _IO('c', 101)
@@ -55,7 +55,7 @@ class Kcov:
         self._area: ctypes.Array[ctypes.c_uint64] | None = None
 
     def __enter__(self) -> Kcov:
-        _mount_debugfs()
+        mount_debugfs()
         try:
             self._fd = os.open(KCOV_PATH, os.O_RDWR)
         except FileNotFoundError:
@@ -101,11 +101,3 @@ class Kcov:
         finally:
             count = min(int(area[0]), self.words - 1)
             pcs.extend(area[1 : count + 1])
-
-
-def _mount_debugfs() -> None:
-    if not os.path.ismount("/sys/kernel/debug"):
-        subprocess.run(
-            ["mount", "-t", "debugfs", "debugfs", "/sys/kernel/debug"],
-            capture_output=True, check=False,
-        )  # fmt: skip

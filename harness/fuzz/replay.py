@@ -19,7 +19,13 @@ import re
 import time
 from typing import Any
 
-from harness.core.debug_checks import Kmemleak, lockdep_live, split_reports
+from harness.core.debug_checks import (
+    DEBUGFS,
+    Kmemleak,
+    lockdep_live,
+    mount_debugfs,
+    split_reports,
+)
 from harness.core.kmsg import KmsgReader
 from harness.fuzz.executor import Executor, chosen_type
 from harness.mdev.choice import TYPE_ENV
@@ -36,7 +42,7 @@ ONCE_PER_BOOT = re.compile(
     r"possible (?:circular|recursive) locking|inconsistent lock state|bad unlock balance|"
     r"suspicious RCU usage|lock held when returning"
 )
-CLEAR_WARN_ONCE = "/sys/kernel/debug/clear_warn_once"
+CLEAR_WARN_ONCE = f"{DEBUGFS}/clear_warn_once"
 
 
 def same_report(line: str) -> str:
@@ -78,10 +84,8 @@ def replay(program: list[dict[str, Any]], headline: str, mdev_type: str | None =
         return [line for line in lines if REPORT.search(line) and same_report(line) == wanted]
     if kmemleak is None:
         raise RuntimeError("the finding is a leak and this kernel has no kmemleak to see it")
-    time.sleep(LEAK_AGE_S)
     allocator = leak.group(1)
-    # A new object that was written is only reported by the scan after the one that saw it.
-    report = kmemleak.scan() + kmemleak.scan()
+    report = kmemleak.settle_and_scan(LEAK_AGE_S)
     return [
         "\n".join(block)
         for block in split_reports(report)
@@ -95,6 +99,7 @@ class ReplayError(RuntimeError):
 
 def _clear_warn_once() -> None:
     """Let WARN_ONCE and friends warn again (debugfs' clear_warn_once), if the kernel can."""
+    mount_debugfs()
     with contextlib.suppress(OSError), open(CLEAR_WARN_ONCE, "w", encoding="ascii") as handle:
         handle.write("1")
 

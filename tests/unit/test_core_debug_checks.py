@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from harness.core.debug_checks import Kmemleak, lockdep_live, split_reports
 from harness.plugin.health import leak_findings
@@ -63,6 +66,18 @@ def test_scan_writes_scan_reads_and_clears(tmp_path: Path) -> None:
     assert written == ["scan", "clear"]
     assert fake.scan() == []
     assert Kmemleak.find(str(tmp_path / "absent")) is None
+
+
+def test_settle_and_scan_scans_twice_the_age_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports = iter([["from the first scan"], ["unreferenced object 0x1"]])
+    slept: list[float] = []
+    monkeypatch.setattr(Kmemleak, "scan", lambda _self: next(reports))
+    monkeypatch.setattr(time, "sleep", slept.append)
+    found = Kmemleak(str(tmp_path / "kmemleak")).settle_and_scan(6.0)
+    assert found == ["from the first scan", "unreferenced object 0x1"]
+    assert len(slept) == 1 and 5.0 < slept[0] <= 6.0  # the first scan's time counts
 
 
 def test_lockdep_live_reads_debug_locks(tmp_path: Path) -> None:
