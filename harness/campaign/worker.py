@@ -12,7 +12,6 @@ A finding is harness.plugin.health's: a splat of the kernel log the program caus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness.core.closing import Closing
 from harness.core.progress import Progress
 from harness.plugin.guest_vm import GuestVm, VendorModule
-from harness.plugin.health import Finding, leak_findings, scan_kernel_log
+from harness.plugin.health import Finding, fingerprint_of, leak_findings, scan_kernel_log
 from harness.vm.guest_python import GUEST_ROOT, push_harness
 
 if TYPE_CHECKING:
@@ -98,8 +97,8 @@ def hang_finding(stack: str, op_name: str) -> Finding:
     frames = [m.group(1) for line in stack.splitlines() if (m := _STACK_FRAME.match(line))]
     where = next((f for f in frames if not f.startswith(("schedule", "__schedule"))), "?")
     headline = f"hang: the fuzzer's {op_name} never returned; it waits in {where}"
-    digest = hashlib.sha256("\n".join(["hung", op_name, *frames[:8]]).encode()).hexdigest()
-    return Finding("hung", headline, digest[:16], tuple(stack.splitlines()))
+    return Finding("hung", headline, fingerprint_of("hung", op_name, *frames[:8]),
+                   tuple(stack.splitlines()))  # fmt: skip
 
 
 class FuzzStartError(RuntimeError):

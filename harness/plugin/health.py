@@ -71,7 +71,8 @@ def from_splat(splat: Splat, when: str = "during this test") -> Finding:
     return Finding(splat.kind.value, splat.headline, splat.fingerprint, splat.lines, when)
 
 
-def _fingerprint(*parts: str) -> str:
+def fingerprint_of(*parts: str) -> str:
+    """A finding's fingerprint from what identifies it (never addresses or times)."""
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -84,7 +85,7 @@ def scan_kernel_log(lines: Sequence[str], when: str = "during this test") -> lis
         message = strip_prefix(line)
         for kind, pattern in (("kmemleak", _KMEMLEAK), ("lockdown", _LOCKDOWN)):
             if pattern.match(message):
-                fingerprint = _fingerprint(kind, normalise(message))
+                fingerprint = fingerprint_of(kind, normalise(message))
                 found.append(Finding(kind, line, fingerprint, (line,), when))
     return [from_splat(s, when) for s in scanner.verdict().splats] + found
 
@@ -99,11 +100,13 @@ def leak_findings(report: Sequence[str], when: str = WHEN_MODULE_SCAN) -> list[F
         where = callers[0] if callers else "?"
         headline = f"kmemleak: {block[0].strip().rstrip(':')}, allocated in {where}"
         found.append(
-            Finding("kmemleak", headline, _fingerprint("kmemleak", *callers), tuple(block), when)
+            Finding("kmemleak", headline, fingerprint_of("kmemleak", *callers), tuple(block), when)
         )
     if report and not found:  # e.g. the scan itself failed
         text = " ".join(report)
-        found.append(Finding("kmemleak", text, _fingerprint("kmemleak", normalise(text)), (), when))
+        found.append(
+            Finding("kmemleak", text, fingerprint_of("kmemleak", normalise(text)), (), when)
+        )
     return found
 
 
@@ -117,7 +120,7 @@ def taint_finding(before: int, after: int) -> Finding | None:
         f"the kernel's taint changed: +{counted} "
         f"(was {taint_letters(before) or '-'}, now {taint_letters(after)})"
     )
-    return Finding("taint", headline, _fingerprint("taint", counted), ())
+    return Finding("taint", headline, fingerprint_of("taint", counted), ())
 
 
 def item_findings(done: ItemDone) -> list[Finding]:
@@ -186,6 +189,7 @@ def is_fatal(findings: Sequence[Finding]) -> bool:
 __all__ = [
     "Finding",
     "apply_findings",
+    "fingerprint_of",
     "is_fatal",
     "item_findings",
     "leak_findings",
