@@ -80,6 +80,11 @@ class Stats:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    @property
+    def guest_ops_per_s(self) -> float:
+        """Ops per second inside programs, in the guest."""
+        return self.ops / self.guest_seconds if self.guest_seconds else 0.0
+
 
 class Campaign:
     def __init__(
@@ -317,9 +322,9 @@ class Campaign:
         with self._lock:
             s = self.stats
             elapsed = s.elapsed()
-            rate = s.ops / s.guest_seconds if s.guest_seconds else 0.0
             line = (
-                f"fuzz: {elapsed:.0f} s, {s.iterations} programs, {rate:.0f} ops/s in the guest, "
+                f"fuzz: {elapsed:.0f} s, {s.iterations} programs, "
+                f"{s.guest_ops_per_s:.0f} ops/s in the guest, "
                 f"{len(self.corpus.pcs)} PCs, corpus {len(self.corpus.programs)}, "
                 f"{len(s.findings)} finding(s)"
             )
@@ -411,13 +416,12 @@ class _Trial:
 
 
 def summary(stats: Stats, corpus: Corpus) -> dict[str, Any]:
-    rate = stats.ops / stats.guest_seconds if stats.guest_seconds else 0.0
     elapsed = stats.timeline[-1][0] if stats.timeline else stats.elapsed()
     return {
         "seconds": elapsed,
         "programs": stats.iterations,
         "ops": stats.ops,
-        "ops_per_s_guest": round(rate, 1),
+        "ops_per_s_guest": round(stats.guest_ops_per_s, 1),
         "ops_per_s_wall": round(stats.ops / elapsed, 1) if elapsed else 0.0,
         "pcs": len(corpus.pcs),
         "pcs_before": corpus.loaded[1],

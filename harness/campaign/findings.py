@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import pprint
-import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,7 @@ def reproducer(record: FindingRecord) -> str:
         f"FINGERPRINT = {record.fingerprint!r}\n"
         f"HEADLINE = {record.headline!r}\n"
         f"MDEV_TYPE = {record.mdev_type!r}\n"
-        f"PROGRAM = {textwrap.indent(program, '').strip()}\n\n\n"
+        f"PROGRAM = {program}\n\n\n"
         f"def {record.test_name}() -> None:\n"
         "    problems = replay(PROGRAM, HEADLINE, MDEV_TYPE)\n"
         '    assert not problems, "the kernel still reports " + HEADLINE + ":\\n" + '

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.core.closing import Closing
 from harness.core.progress import Progress
+from harness.fuzz.guest import AT_FILE
 from harness.plugin.guest_vm import GuestVm, VendorModule
 from harness.plugin.health import Finding, fingerprint_of, leak_findings, scan_kernel_log
 from harness.vm.guest_python import GUEST_ROOT, push_harness
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from harness.vm.accel import Accelerator
 
 GUEST_MODULE = "harness.fuzz.guest"
-AT_FILE = "/dev/shm/vfio-harness-fuzz-at"  # harness.fuzz.guest writes the running op's index
 # Calibrated for KVM; the accelerator's timeout_scale stretches them.
 READY_TIMEOUT_S = 60.0
 PROGRAM_TIMEOUT_S = 30.0
@@ -227,10 +227,9 @@ class FuzzVm(Closing):
         vm = self.guest.vm
         if not (vm.alive() and vm.ssh.is_active):
             return -1
-        timeout = min(self.guest.scaled(STACK_TIMEOUT_S), STACK_TIMEOUT_S * 2)
-        result = vm.ssh.run(f"cat {AT_FILE}", timeout, check=False)
+        said = self._read_guest_file(AT_FILE)
         try:
-            return int(result.stdout.strip()) if result.ok else -1
+            return int(said.strip()) if said else -1
         except ValueError:
             return -1
 
@@ -240,8 +239,14 @@ class FuzzVm(Closing):
         pid = int(self.ready.get("pid", 0))
         if not pid:
             return ""
+        return self._read_guest_file(f"/proc/{pid}/stack")
+
+    def _read_guest_file(self, path: str) -> str:
+        """A small guest file's text ("" if it cannot be read), asked with a short timeout:
+        the guest may be on its way down."""
+        assert self.guest is not None
         timeout = min(self.guest.scaled(STACK_TIMEOUT_S), STACK_TIMEOUT_S * 2)
-        result = self.guest.vm.ssh.run(f"cat /proc/{pid}/stack", timeout, check=False)
+        result = self.guest.vm.ssh.run(f"cat {path}", timeout, check=False)
         return result.stdout if result.ok else ""
 
     def leaks(self, settle: float = 0.0) -> list[Finding]:
