@@ -7,7 +7,8 @@ the campaign alone; with the fuzzer's speed.
     python bench/fuzz_coverage.py --suite-reports vfio-harness-reports/latest   # reuse a run
 
 Runs `vfio-harness run --kernel debug -n 2 --coverage` (unless --suite-reports names one) and
-`vfio-harness fuzz --kernel debug --coverage-every 60`, then sums their counters per copy.
+`vfio-harness fuzz --kernel debug --coverage-every 60`, then sums their counters per copy
+(each copy is the campaign's coverage up to then, the VMs it replaced included).
 Writes coverage.csv, coverage.svg (the plot) and prints the table. It reports; it does not
 assert.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -70,7 +72,12 @@ def svg(rows: list[dict[str, float]], suite: dict[str, float]) -> str:
         parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{level}" y2="{level}" '
                      f'stroke="#ddd"/>')  # fmt: skip
         parts.append(f'<text x="{left - 30}" y="{level + 4}">{percent}%</text>')
-    parts.append(f'<text x="{width / 2 - 60}" y="{height - 8}">minutes of fuzzing</text>')
+    step = max(1, math.ceil(top_minutes / 10))
+    for minute in range(0, math.floor(top_minutes) + 1, step):
+        at = x(minute)
+        parts.append(f'<line x1="{at}" x2="{at}" y1="{y(0)}" y2="{y(0) + 4}" stroke="#888"/>'
+                     f'<text x="{at - 3}" y="{y(0) + 16}">{minute}</text>')  # fmt: skip
+    parts.append(f'<text x="{width / 2 - 60}" y="{height - 4}">minutes of fuzzing</text>')
     colours = {"driver": "#1f77b4", "vfio": "#d62728"}
     legend_y = 30
     for name, title in PARTS:

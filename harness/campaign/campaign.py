@@ -12,12 +12,13 @@ that program is then minimized like any other finding, waiting out the age at ea
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.campaign.corpus import Corpus
 from harness.campaign.findings import FindingRecord, FindingStore
@@ -33,8 +34,17 @@ from harness.vm.console import strip_prefix
 from harness.vm.machine import BootError
 from harness.vm.saved_state import SavedStateError
 
-# A worker's hook at every `snapshot_every_s` and at its end: (VM, worker number, seconds).
-Snapshot = Callable[[FuzzVm, int, float], None]
+
+class Snapshot(Protocol):
+    """What a campaign copies from its VMs (gcov's counters): `take` at every
+    `snapshot_every_s` and at a worker's end, `retire` before a worker's live VM is replaced,
+    so that each copy still counts what the replaced VMs ran."""
+
+    def take(self, fvm: FuzzVm, worker: int, at: float) -> None: ...
+
+    def retire(self, fvm: FuzzVm, worker: int) -> None: ...
+
+
 TIMELINE_EVERY_S = 10.0
 STATUS_EVERY_S = 30.0
 MINIMIZE_BUDGET = 120  # runs of a candidate program per finding
@@ -153,6 +163,8 @@ class Campaign:
         rng = random.Random(seed)
         try:
             with self.vm_factory(self.target, self._tagged(number)) as fvm:
+                if self.snapshot is not None:
+                    fvm.before_replace = functools.partial(self.snapshot.retire, worker=number)
                 with self._lock:
                     self.stats.accelerator = fvm.guest.vm.accelerator.name if fvm.guest else ""
                     self.stats.kcov = bool(fvm.ready.get("kcov"))
@@ -241,7 +253,7 @@ class Campaign:
 
     def _snapshot(self, fvm: FuzzVm, number: int, at: float) -> None:
         if self.snapshot is not None and fvm.alive:
-            self.snapshot(fvm, number, at)
+            self.snapshot.take(fvm, number, at)
 
     # -- findings -------------------------------------------------------------------------------
 

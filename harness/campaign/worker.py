@@ -113,6 +113,9 @@ class FuzzVm(Closing):
         self.pipe: StreamingCommand | None = None
         self.ready: dict[str, Any] = {}
         self.boots = 0
+        # Called with the VM before a live one is replaced (not one that died): what it ran
+        # must outlive it, gcov's counters for one.
+        self.before_replace: Callable[[FuzzVm], None] | None = None
 
     def __enter__(self) -> FuzzVm:
         self.start()
@@ -146,6 +149,8 @@ class FuzzVm(Closing):
         """A new VM with the driver loaded and the harness pushed (the old ones closed)."""
         from harness.vm.saved_state import start_vm
 
+        if self.alive and self.before_replace is not None:
+            self.before_replace(self)
         self.close()
         t = self.target
         vm = start_vm(

@@ -30,8 +30,8 @@ from harness.cli_errors import UsageError, UserError
 from harness.commands.run_prepare import prepare, progress
 
 if TYPE_CHECKING:
-    from harness.campaign.campaign import Snapshot
-    from harness.campaign.worker import FuzzVm, Target
+    from harness.campaign.coverage_copies import GcovCopies
+    from harness.campaign.worker import Target
     from harness.plugin.guest_vm import GuestVm
 
 DEFAULT_KERNEL = "debug"
@@ -40,7 +40,6 @@ EXIT_FINDINGS = 1
 EXIT_NOTHING_RAN = 65
 REPLAY_TIMEOUT_S = 300.0  # stretched for TCG
 COVERAGE_DIR = "coverage"
-SNAPSHOT_PREFIX = "at-"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smh]?)$")
 
 
@@ -84,8 +83,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fuzz.add_argument(
         "--coverage-every", type=float, metavar="S",
         help="copy the VMs' gcov counters every S seconds and at the end (a kernel with gcov: "
-        "debug): the reports get coverage/at-SECONDS/ per copy and the last one's line "
-        "coverage of the driver and of drivers/vfio/, as `run --coverage` gives",
+        "debug): the reports get coverage/at-SECONDS/, each the campaign's coverage so far "
+        "(replaced VMs' included), and the last one's line coverage of the driver and of "
+        "drivers/vfio/, as `run --coverage` gives",
     )  # fmt: skip
     fuzz.add_argument(
         "--replay", type=Path, metavar="FILE",
@@ -192,9 +192,7 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
         f"{target.mdev_type or 'default'}; seed {seed}; corpus {root} ({len(corpus.programs)} "
         f"programs, {len(corpus.pcs)} PCs)"
     )
-    snapshot = None
-    if args.coverage_every:
-        snapshot = gcov_snapshots(target, reports / COVERAGE_DIR, args)
+    snapshot = gcov_copies(target, reports / COVERAGE_DIR, args) if args.coverage_every else None
     campaign = Campaign(
         target,
         corpus,
@@ -218,7 +216,7 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
     write_reports(reports, result, [store.root / r.fingerprint for r in stats.findings])
     print_summary(result, reports)
     if snapshot is not None:
-        print("\n".join(last_coverage(reports / COVERAGE_DIR)), flush=True)
+        print("\n".join(last_coverage(snapshot)), flush=True)
     if not stats.iterations:
         return EXIT_NOTHING_RAN
     if not stats.ops_ok:
@@ -232,34 +230,28 @@ def run_campaign(args: argparse.Namespace, target: Target) -> int:
     return EXIT_FINDINGS if stats.findings else 0
 
 
-def gcov_snapshots(target: Target, root: Path, args: argparse.Namespace) -> Snapshot:
-    """Copies of each worker's gcov counters into root/at-SECONDS/ (harness.coverage)."""
+def gcov_copies(target: Target, root: Path, args: argparse.Namespace) -> GcovCopies:
+    """The campaign's gcov copies, under root (harness.campaign.coverage_copies)."""
+    from harness.campaign.coverage_copies import GcovCopies
     from harness.kmod.module_cache import kmod_dir
-    from harness.plugin.coverage import CoverageCollector, module_notes
+    from harness.plugin.coverage import module_notes
 
     # Lines are only known for a source we built: ours or --vendor-src (not a sample's copy,
     # not a prebuilt --vendor-module, whose counters count for drivers/vfio/ only).
     ours = not (args.vendor_sample or args.vendor_module)
     source = args.vendor_src or (kmod_dir() if ours else None)
     notes = module_notes(target.module.path, Path(source).resolve()) if source else None
-
-    def take(fvm: FuzzVm, worker: int, at: float) -> None:
-        if fvm.guest is None:
-            return
-        collector = CoverageCollector(root / f"{SNAPSHOT_PREFIX}{at:06.0f}", f"w{worker}")
-        progress(f"[worker {worker}] {collector.collect(fvm.guest, target.kernel_id, notes)}")
-
-    return take
+    return GcovCopies(root, target.kernel_id, notes, progress)
 
 
-def last_coverage(root: Path) -> list[str]:
-    """`run --coverage`'s table and reports for the last copy of the counters."""
+def last_coverage(copies: GcovCopies) -> list[str]:
+    """`run --coverage`'s table and reports for the last copy: the whole campaign's."""
     from harness.commands.run import report_coverage
 
-    copies = sorted(root.glob(f"{SNAPSHOT_PREFIX}*"))
-    if not copies:
+    taken = copies.copies()
+    if not taken:
         return ["coverage: no counters were copied (a kernel without gcov?)"]
-    return report_coverage(copies[-1])
+    return report_coverage(taken[-1])
 
 
 def write_reports(reports: Path, result: dict[str, object], findings: list[Path]) -> None:

@@ -61,6 +61,7 @@ class FakeVm:
         self.leaked = 0
         self.runs = 0
         self.first_shown: tuple[list[dict[str, Any]], int] | None = None
+        self.before_replace: Callable[[FakeVm], None] | None = None
         FakeVm.instances.append(self)
 
     def __enter__(self) -> FakeVm:
@@ -75,6 +76,8 @@ class FakeVm:
         return True
 
     def start(self) -> None:
+        if self.boots and self.before_replace is not None:  # as FuzzVm.boot does
+            self.before_replace(self)
         self.boots += 1
         self.reported = set()
 
@@ -100,8 +103,27 @@ class FakeVm:
         return found
 
 
+class Copies:
+    """A Snapshot hook that records its calls: (what, worker, the VM's boots, seconds)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int, float]] = []
+
+    def take(self, fvm: FakeVm, worker: int, at: float) -> None:
+        self.calls.append(("take", worker, fvm.boots, at))
+
+    def retire(self, fvm: FakeVm, worker: int) -> None:
+        self.calls.append(("retire", worker, fvm.boots, 0.0))
+
+
 def run(
-    tmp_path: Path, rule: Rule, budget: Budget, *, once: bool = False, seed: int = 3
+    tmp_path: Path,
+    rule: Rule,
+    budget: Budget,
+    *,
+    once: bool = False,
+    seed: int = 3,
+    copies: Copies | None = None,
 ) -> tuple[Campaign, FindingStore]:
     FakeVm.instances = []
     store = FindingStore(tmp_path / "findings")
@@ -113,6 +135,8 @@ def run(
         budget,
         lambda _line: None,
         leak_every_s=0.0,
+        snapshot=copies,  # type: ignore[arg-type]
+        snapshot_every_s=0.05,
         vm_factory=lambda t, p: FakeVm(t, p, rule, once=once),  # type: ignore[arg-type,return-value]
     )
     campaign.run(workers=1, seed=seed)
@@ -180,6 +204,25 @@ def test_a_known_kernel_issue_is_counted_not_reported(tmp_path: Path) -> None:
     assert campaign.stats.findings == []
     assert list(campaign.stats.known) == ["type1-notify-unmap-lock-order"]
     assert campaign.stats.known["type1-notify-unmap-lock-order"] > 0
+
+
+def test_a_replaced_vm_is_retired_first_so_coverage_copies_keep_what_it_ran(
+    tmp_path: Path,
+) -> None:
+    def known(program: list[dict[str, Any]], vm: FakeVm) -> list[Finding]:
+        time.sleep(0.001)
+        return [TYPE1_ORDER] if reset_after_open(program, vm) else []
+
+    copies = Copies()
+    campaign, _store = run(tmp_path, known, Budget(iterations=300), once=True, copies=copies)
+    replaced = FakeVm.instances[0].boots - 1  # lockdep is off after a report: a new VM
+    assert replaced > 1 and replaced == campaign.stats.known["type1-notify-unmap-lock-order"]
+    retired = [boots for what, _w, boots, _at in copies.calls if what == "retire"]
+    assert retired == list(range(1, replaced + 1))  # each VM once, before its successor
+    takes = [(boots, at) for what, _w, boots, at in copies.calls if what == "take"]
+    assert len(takes) > 1 and takes[-1][0] == replaced + 1  # the last copy: the last VM's
+    assert [at for _b, at in takes] == sorted(at for _b, at in takes)
+    assert {worker for _what, worker, _b, _at in copies.calls} == {0}
 
 
 def test_the_budget_can_be_a_number_of_findings(tmp_path: Path) -> None:

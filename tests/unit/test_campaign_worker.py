@@ -4,7 +4,9 @@ and a hang named by where the kernel keeps the program waiting."""
 
 from __future__ import annotations
 
-from harness.campaign.worker import _outcome, hang_finding
+import pytest
+
+from harness.campaign.worker import FuzzVm, Target, _outcome, hang_finding
 
 WARN = [
     "[   25.106489] ------------[ cut here ]------------",
@@ -53,3 +55,40 @@ def test_a_hang_is_named_by_its_first_frame_past_the_scheduler() -> None:
         finding.fingerprint == hang_finding(STACK.replace("0x1a2", "0x1b0"), "remove").fingerprint
     )
     assert finding.fingerprint != hang_finding(STACK, "close").fingerprint
+
+
+class _Closes:
+    """A guest, its VM or a pipe: what FuzzVm.close closes; `log` says in which order."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def close(self) -> None:
+        self.log.append(f"close {self.name}")
+
+
+def test_a_live_vm_is_handed_to_before_replace_before_it_is_closed_a_dead_one_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.vm import saved_state
+
+    class NoNewVmError(Exception):
+        pass
+
+    def start_vm(*_args: object, **_kwargs: object) -> None:
+        raise NoNewVmError
+
+    monkeypatch.setattr(saved_state, "start_vm", start_vm)
+    log: list[str] = []
+    fvm = FuzzVm(Target("debug", None, None, None, None), lambda _line: None)  # type: ignore[arg-type]
+    fvm.before_replace = lambda vm: log.append(f"retire {vm.guest is not None}")
+    guest = _Closes("guest", log)
+    guest.vm = _Closes("vm", log)  # type: ignore[attr-defined]
+    fvm.guest, fvm.pipe = guest, _Closes("pipe", log)  # type: ignore[assignment]
+    with pytest.raises(NoNewVmError):
+        fvm.boot()
+    assert log[0] == "retire True" and log[1:] == ["close pipe", "close guest", "close vm"]
+    log.clear()
+    with pytest.raises(NoNewVmError):  # nothing running: nothing to keep
+        fvm.boot()
+    assert log == []
