@@ -118,12 +118,21 @@ def main() -> int:
         "--corpus", str(out / "corpus"), "--reports", str(fuzz_reports))  # fmt: skip
     summary = json.loads((fuzz_reports / "summary.json").read_text())
     suite_dir = suite_reports / "coverage"
-    suite = percents(read_run(suite_dir))
+    suite_coverage = read_run(suite_dir)
+    suite = percents(suite_coverage)
     rows = [{"minutes": 0.0, **{f"{n}_with_suite": suite[n] for n, _ in PARTS},
              **{f"{n}_fuzz": 0.0 for n, _ in PARTS}}]  # fmt: skip
     for copy in sorted((fuzz_reports / "coverage").glob("at-*")):
         minutes = float(copy.name.removeprefix("at-")) / 60
-        alone = percents(read_run(copy))
+        fuzz_coverage = read_run(copy)
+        if suite_coverage.driver_sources != fuzz_coverage.driver_sources:
+            # Lines are keyed by their source's path: two checkouts would count twice over.
+            ours, theirs = (
+                sorted(map(str, c.driver_sources)) for c in (suite_coverage, fuzz_coverage)
+            )
+            sys.exit(f"the suite's driver source {ours} is not the fuzzer's {theirs}: run both "
+                     "from one checkout (without --suite-reports, say)")  # fmt: skip
+        alone = percents(fuzz_coverage)
         both = percents(combined(suite_dir, copy))
         rows.append({"minutes": round(minutes, 2),
                      **{f"{n}_with_suite": both[n] for n, _ in PARTS},

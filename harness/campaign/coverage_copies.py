@@ -42,7 +42,8 @@ class GcovCopies:
         said = CoverageCollector(copy, f"w{worker}").collect(fvm.guest, self.kernel, self.notes)
         with self._lock:
             linked = self._link_retired(copy)
-        self.progress(f"[worker {worker}] {said}{f'; {linked} replaced VMs' if linked else ''}")
+        kept = f"; with the counters of {linked} replaced VM(s)" if linked else ""
+        self.progress(f"[worker {worker}] {said}{kept}")
 
     def retire(self, fvm: FuzzVm, worker: int) -> None:
         if fvm.guest is None:

@@ -56,7 +56,7 @@ def test_each_copy_counts_the_vms_replaced_before_it(
     assert vms_in(at_120) == ["a", "b", "x"]  # a once: linked by both workers' takes
     assert vms_in(at_181) == ["a", "b", "c"]
     assert all(not p.is_absolute() for p in (x.readlink() for x in (at_181 / "raw").glob("r*")))
-    assert "before its VM is replaced" in said[1] and said[-1].endswith("; 2 replaced VMs")
+    assert "before its VM is replaced" in said[1] and said[-1].endswith(" of 2 replaced VM(s)")
 
 
 def test_a_vm_without_a_guest_is_not_copied(tmp_path: Path) -> None:
