@@ -45,7 +45,14 @@ from harness.images.vmlinux import extract_vmlinux
 
 BuildFunction = Callable[[Recipe, str, DebianMirror, Path, Progress], "ImageManifest"]
 GUEST_INIT_PACKAGE = "harness.images.guest_init"
-GUEST_INIT_FILES = ("customize.sh", "harness_init.sh", "initrd_init.sh", "power.sh")
+GUEST_INIT_FILES = (
+    "customize.sh",
+    "guest_setup.sh",
+    "harness-guest.service",
+    "harness_init.sh",
+    "initrd_init.sh",
+    "power.sh",
+)
 RECIPE_DIR_ENV = RECIPES.env
 
 

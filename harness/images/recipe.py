@@ -32,6 +32,10 @@ REQUIRED_PACKAGES: Mapping[str, str] = {
     "dropbear-bin": 'the SSH server (ssh_server = "dropbear")',
 }
 SSH_SERVERS = ("dropbear",)
+# PID 1: the harness's own shell init (small, boots fast), or systemd for guests that run
+# daemons the way a host does (libvirt, mdevctl's udev rules: vm_images/nested/).
+INITS = ("harness", "systemd")
+DEFAULT_INIT = "harness"
 VARIANTS = ("minbase",)
 DEFAULT_HEADROOM_MIB = 512
 
@@ -82,6 +86,7 @@ class Recipe:
     path_exclude: tuple[str, ...] = ()
     disk_headroom_mib: int = DEFAULT_HEADROOM_MIB
     esp: EspSpec = field(default_factory=EspSpec)
+    init: str = DEFAULT_INIT
     source: Path | None = field(default=None, compare=False)
 
     def content(self) -> dict[str, Any]:
@@ -91,6 +96,9 @@ class Recipe:
         data.pop("source")
         data.pop("build_env")
         data.pop("esp")
+        if data["init"] == DEFAULT_INIT:
+            # Left out so that the images made before the field existed keep their key.
+            data.pop("init")
         return data
 
     def cache_key(self, extra: bytes = b"") -> str:
@@ -123,6 +131,7 @@ _TOP_FIELDS = {
     "disk_headroom_mib",
     "build_env",
     "esp",
+    "init",
 }
 _BUILD_ENV_FIELDS = {"packages", "variant"}
 
@@ -164,6 +173,9 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
     if missing:
         why = "; ".join(f"{p}: {REQUIRED_PACKAGES[p]}" for p in missing)
         raise RecipeError(path, "packages", f"must include {', '.join(missing)} ({why})")
+    init = reader.choice("init", INITS, default=DEFAULT_INIT)
+    if init == "systemd" and "systemd-sysv" not in packages:
+        raise RecipeError(path, "packages", 'must include systemd-sysv when init = "systemd"')
     headroom = reader.integer("disk_headroom_mib", default=DEFAULT_HEADROOM_MIB, low=0)
     env_table = reader.table("build_env")
     env_reader = FieldReader(env_table, path, "build_env.")
@@ -193,6 +205,7 @@ def parse_recipe(data: Mapping[str, Any], path: Path) -> Recipe:
         disk_headroom_mib=headroom,
         build_env=build_env,
         esp=esp,
+        init=init,
         source=path,
     )
 

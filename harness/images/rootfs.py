@@ -77,7 +77,10 @@ def mmdebstrap_argv(
     argv += [f"--dpkgopt=path-exclude={p}" for p in (*BASE_PATH_EXCLUDES, *recipe.path_exclude)]
     argv += [f"--dpkgopt=path-include={p}" for p in BASE_PATH_INCLUDES]
     argv.append(
-        "--customize-hook=sh " + shlex.join([str(hook)]) + ' "$1" ' + shlex.quote(str(guest_files))
+        "--customize-hook=sh "
+        + shlex.join([str(hook)])
+        + ' "$1" '
+        + shlex.join([str(guest_files), recipe.init])
     )
     source = f"deb [signed-by={mirror.keyring}] {mirror.uri} {recipe.suite} main"
     argv += [recipe.suite, str(tree), source]

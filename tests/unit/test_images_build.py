@@ -311,7 +311,7 @@ def test_mmdebstrap_argv_uses_the_given_mirror(tmp_path: Path) -> None:
     assert "--dpkgopt=path-exclude=/etc/kernel/postinst.d/initramfs-tools" in argv
     assert "--dpkgopt=path-exclude=/lib/modules/*/kernel/sound/*" in argv
     hook_arg = next(a for a in argv if a.startswith("--customize-hook="))
-    assert f"'{hook}' \"$1\" " in hook_arg
+    assert hook_arg.endswith(f"'{hook}' \"$1\" {tmp_path / 'files'} harness")
     assert any("Check-Valid-Until" in a for a in argv)
 
 

@@ -94,6 +94,8 @@ def test_the_nested_recipe_is_bookworm_plus_qemu_and_venv() -> None:
         ),
         ("[build_env]", "[build_env]\nflavour = 1", "build_env.flavour", "unknown field"),
         ('path_exclude = ["/lib', 'path_exclude = [1, "/lib', "path_exclude", "list of strings"),
+        ("disk_headroom_mib = 256", 'init = "openrc"', "init", "harness, systemd"),
+        ("disk_headroom_mib = 256", 'init = "systemd"', "packages", "systemd-sysv"),
     ],
 )
 def test_bad_field_is_named(tmp_path: Path, old: str, new: str, field: str, says: str) -> None:
@@ -133,6 +135,30 @@ def test_key_ignores_comments_whitespace_and_order(tmp_path: Path) -> None:
     assert load_recipe(write(other, shuffled)).cache_key() == base
 
 
+def test_the_default_init_is_left_out_of_the_key(tmp_path: Path) -> None:
+    # Images made before recipes had an init field keep their key (and their cache entries).
+    base = load_recipe(write(tmp_path, GOOD))
+    assert base.init == "harness"
+    stated = tmp_path / "stated"
+    stated.mkdir()
+    explicit = load_recipe(
+        write(stated, GOOD.replace("disk_headroom_mib", 'init = "harness"\ndisk_headroom_mib'))
+    )
+    assert explicit.cache_key() == base.cache_key()
+    assert "init" not in base.content()
+
+
+def test_the_libvirt_recipe_runs_systemd_on_trixie() -> None:
+    libvirt = load_recipes(RECIPE_DIR / "nested")["trixie-libvirt"]
+    trixie = load_recipes(RECIPE_DIR)["trixie"]
+    assert libvirt.init == "systemd"
+    assert (libvirt.suite, libvirt.kernel_package) == (trixie.suite, trixie.kernel_package)
+    for needed in ("systemd-sysv", "udev", "qemu-system-x86", "libvirt-daemon-system", "mdevctl"):
+        assert needed in libvirt.packages
+    # The same module build chroot as trixie: the vendor module builds once for both.
+    assert libvirt.build_env == trixie.build_env
+
+
 def test_key_is_stable() -> None:
     recipe = Recipe(
         name="x",
@@ -157,6 +183,7 @@ def test_key_is_stable() -> None:
         ("disk_headroom_mib = 256", "disk_headroom_mib = 257"),
         ('sound/*"]', 'sound/*", "/x"]'),
         ("disk_headroom_mib = 256", 'description = "now described"\ndisk_headroom_mib = 256'),
+        ('"python3"]', '"python3", "systemd-sysv"]\ninit = "systemd"'),
     ],
 )
 def test_any_field_change_changes_the_key(tmp_path: Path, old: str, new: str) -> None:

@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The guest's PID 1 (/sbin/harness-init): no systemd, just what a test VM needs.
-# Kernel command line:
-#   harness.authkey=<base64 of an authorized_keys line>  root's key for SSH (required to log in)
+# The guest's PID 1 (/sbin/harness-init) on images with init = "harness" (the default): no
+# systemd, just what a test VM needs. Kernel command line:
+#   harness.authkey=...  read by /sbin/harness-guest-setup (guest_setup.sh)
 #   harness.shell=TTY  also a root shell on /dev/TTY, respawned: what a console-driven lab (LAVA's
 #                      test shell) or a developer at the serial console types into
 # Prints HARNESS-READY on the console once the SSH server listens; `poweroff`, `reboot` and
@@ -36,34 +36,15 @@ mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 [ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 hostname harness-guest
 
-authkey=
 shell_tty=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
-        harness.authkey=*) authkey="${arg#harness.authkey=}" ;;
         harness.shell=*) shell_tty="${arg#harness.shell=}" ;;
     esac
 done
-mkdir -p /root/.ssh
-chmod 700 /root/.ssh
-if [ -n "$authkey" ]; then
-    echo "$authkey" | base64 -d >/root/.ssh/authorized_keys || say "harness.authkey is not base64"
-    chmod 600 /root/.ssh/authorized_keys
-else
-    say "no harness.authkey= on the kernel command line: SSH logins will be refused"
-fi
 
-modprobe -a virtio_net 2>/dev/null
-ip link set lo up
-ip link set eth0 up
-ip addr add 10.0.2.15/24 dev eth0
-ip route add default via 10.0.2.2
-echo "nameserver 10.0.2.3" >/etc/resolv.conf
-
-modprobe -a vfio vfio_iommu_type1 mdev || say "modprobe -a vfio vfio_iommu_type1 mdev failed"
-
-dropbear -s -r /etc/dropbear/harness_host_key -p 22 -P /run/dropbear.pid || say "dropbear failed"
-echo "HARNESS-READY" >/dev/console
+# Root's SSH key, network, VFIO modules, the SSH server, then HARNESS-READY on the console.
+/sbin/harness-guest-setup
 
 if [ -n "$shell_tty" ]; then
     if [ -c "/dev/$shell_tty" ]; then
