@@ -5,10 +5,11 @@
     result.stdout
 
 The guest gets the guest-safe part of the harness (harness.core, .uapi, .mdev, .refdev, .qemu,
-.nested and .fuzz; stdlib-only, no paramiko; and the guest test runner, harness.plugin.guest_runner,
-which needs the guest's pytest too) as one tar over SFTP, unpacked into /opt/vfio-harness. The tar's
-digest is left beside it, so a VM that already has this exact tree (a shared VM, later tests)
-is not sent it again. Scripts run with the guest's python3 and PYTHONPATH=/opt/vfio-harness.
+.nested, .fuzz and .mgmt; stdlib-only, no paramiko; and the guest test runner,
+harness.plugin.guest_runner, which needs the guest's pytest too) as one tar over SFTP,
+unpacked into /opt/vfio-harness. The tar's digest is left beside it, so a VM that already has
+this exact tree (a shared VM, later tests) is not sent it again. Scripts run with the guest's
+python3 and PYTHONPATH=/opt/vfio-harness.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ DIGEST_FILE = ".digest"
 # The packages that run in guests: the standard-library layers at the bottom of the stack
 # (README's layout). harness.nested drives a nested QEMU from inside the guest
 # (tests/vm/test_nested.py); harness/__init__.py imports nothing.
-GUEST_PACKAGES = ("core", "uapi", "mdev", "refdev", "qemu", "nested", "fuzz")
+GUEST_PACKAGES = ("core", "uapi", "mdev", "refdev", "qemu", "nested", "fuzz", "mgmt")
 GUEST_MODULES = ("__init__.py",)
 # The guest side of the pytest plugin. Its package __init__ is replaced by a stub: the host
 # plugin's __init__ registers host fixtures, which a guest has no use for.

@@ -29,7 +29,7 @@ from harness.vm.accel import choose_accelerator
 from harness.vm.machine import VFIO_MODULES
 from tests.lava.dispatcher import LAVA_RUN, LavaRun, device_config, lava_run
 from tests.packaging import Built, PackagingError, download_wheelhouse
-from tests.vm.test_nested import nested_image
+from tests.vm.l1 import nested_image
 
 pytestmark = pytest.mark.vm
 

@@ -73,6 +73,7 @@ def test_the_tree_holds_the_guest_packages_only() -> None:
         "qemu",
         "nested",
         "fuzz",
+        "mgmt",
         "plugin",
     }
     plugin = sorted(name for name in names if name.startswith("harness/plugin/"))

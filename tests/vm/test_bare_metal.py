@@ -27,8 +27,8 @@ from harness.kmod.samples import SampleError, sample_source
 from harness.vm.machine import VFIO_MODULES, Vm
 from harness.vm.saved_state import start_vm
 from tests.packaging import Built, PackagingError, download_wheelhouse
+from tests.vm.l1 import nested_image
 from tests.vm.suite_junit import read_suite_junit, untested
-from tests.vm.test_nested import nested_image
 
 pytestmark = pytest.mark.vm
 

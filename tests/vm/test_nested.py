@@ -20,116 +20,33 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.images.build import BuiltImage, build_image, recipe_dir
+from harness.images.build import BuiltImage
 from harness.kmod.build_env import build_env_for
 from harness.kmod.builder import ModuleBuildError, build_module
-from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-from harness.plugin.policy import vm_required, vm_unavailable
-from harness.refdev import contract
+from harness.plugin.policy import vm_required
 from harness.vm.accel import choose_accelerator
-from harness.vm.guest_python import run_guest_python
 from harness.vm.machine import Vm
-from harness.vm.saved_state import start_vm
+from tests.vm.l1 import GUEST, host_qemu_version, nested_image, run_in_l1
 
 pytestmark = pytest.mark.vm
 
-# Not a top-level recipe: `--kernel all` means every vm_images/*.toml, and this image has the
-# same kernel as bookworm (see vm_images/README.md).
-NESTED_RECIPE = Path("nested") / "bookworm-nested.toml"
-GUEST_CHECKS = Path(__file__).parent / "guest" / "nested_checks.py"
+GUEST_CHECKS = GUEST / "nested_checks.py"
 L2_DRIVER = Path(__file__).parent / "l2_driver"
-GUEST_KO = f"/tmp/{contract.MODULE_NAME}.ko"
 OPT_IN_ENV = "HARNESS_NESTED_L2"
-KERNEL_TROUBLE = re.compile(
-    r"WARNING:|BUG:|Oops|Call Trace|general protection fault|UBSAN:|KASAN:|refcount_t:"
-)
 # Every check of harness/nested/steps.py; a run that reports fewer lost some.
 STEPS_QTEST = 23
 STEPS_L2 = 22  # no 5.err_irq: it stops the machine
 
 RecordProperty = Callable[[str, object], None]
-
-
-def nested_image() -> BuiltImage:
-    for tool in ("mmdebstrap", "mke2fs", "unshare", "chroot", "qemu-system-x86_64"):
-        if shutil.which(tool) is None:
-            vm_unavailable(f"{tool} not found: run `vfio-harness setup --profile vm`")
-    if os.geteuid() != 0:
-        vm_unavailable("building modules in a Debian chroot needs root")
-    return build_image(recipe_dir() / NESTED_RECIPE)
-
-
-def host_qemu_version() -> str:
-    out = subprocess.run(
-        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.splitlines()[0].strip()
-
-
-def kernel_trouble(log: str, marker: str) -> list[str]:
-    after = log.split(marker, 1)[1] if marker in log else log
-    return [line for line in after.splitlines() if KERNEL_TROUBLE.search(line)]
-
-
-def last_json(stdout: str, stderr: str) -> dict[str, Any]:
-    lines = stdout.strip().splitlines()
-    try:
-        report: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
-        pytest.fail(
-            "the L1 checks printed no report:\n"
-            f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}",
-            pytrace=False,
-        )
-    return report
-
-
-def run_in_l1(
-    image: BuiltImage,
-    args: Sequence[str],
-    timeout: float,
-    uploads: Sequence[tuple[Path, str]],
-) -> tuple[dict[str, Any], list[str], Vm]:
-    """insmod, the guest checks with `args`, rmmod: (report, problems, the VM afterwards)."""
-    try:
-        module = build_vendor_module(image)
-    except VendorModuleError as err:
-        pytest.fail(str(err), pytrace=False)
-    problems: list[str] = []
-    with start_vm(image) as vm:
-        marker = f"vfio-harness test_nested {uuid.uuid4()}"
-        vm.run(f"echo '{marker}' >/dev/kmsg")
-        vm.ssh.put(module, GUEST_KO)
-        for local, remote in uploads:
-            vm.ssh.put(local, remote)
-        vm.run(f"insmod {GUEST_KO}")
-        try:
-            run = run_guest_python(
-                vm, GUEST_CHECKS.read_text(encoding="utf-8"), args=args, timeout=timeout,
-                check=False,
-            )  # fmt: skip
-        finally:
-            rmmod = vm.ssh.run(f"rmmod {contract.MODULE_NAME}", 60, check=False)
-            log = vm.run("dmesg")
-    report = last_json(run.stdout, run.stderr)
-    if run.exit_status != 0:
-        problems.append(f"L1 checks exited {run.exit_status}:\n{run.stderr[-3000:]}")
-    if not rmmod.ok:
-        problems.append(f"rmmod failed ({rmmod.exit_status}): {rmmod.stderr.strip()}")
-    problems += [f"L1 kernel log: {line}" for line in kernel_trouble(log, marker)]
-    return report, problems, vm
 
 
 def judge(
@@ -183,7 +100,7 @@ def judge(
 def test_steps_through_qtest(record_property: RecordProperty) -> None:
     image = nested_image()
     started = time.monotonic()
-    report, problems, vm = run_in_l1(image, ["qtest", "/tmp/nested-qtest"], 300, [])
+    report, problems, vm = run_in_l1(image, GUEST_CHECKS, ["qtest", "/tmp/nested-qtest"], 300)
     judge(report, problems, vm, STEPS_QTEST, record_property, time.monotonic() - started)
 
 
@@ -211,7 +128,7 @@ def test_steps_in_a_booted_l2(record_property: RecordProperty) -> None:
     uploads = [(image.vmlinux, "/tmp/l2-vmlinux"), (driver, "/tmp/hmdev_l2.ko")]
     args = ["l2", "/tmp/nested-l2", "/tmp/l2-vmlinux", "/tmp/hmdev_l2.ko"]
     try:
-        report, problems, vm = run_in_l1(image, args, 900, uploads)
+        report, problems, vm = run_in_l1(image, GUEST_CHECKS, args, 900, uploads)
     finally:
         shutil.rmtree(driver.parent, ignore_errors=True)
     judge(report, problems, vm, STEPS_L2, record_property, time.monotonic() - started)

@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: MIT
+"""What the tests that run checks inside an L1 share (test_nested, test_mdevctl, test_libvirt,
+test_live_migration): the L1 images, our module loaded for the checks and unloaded after, the
+checks' JSON report, and the kernel log lines that must fail a run.
+
+    report, problems, vm = run_in_l1(libvirt_image(), GUEST / "mdevctl_checks.py", [...], 300)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.images.build import BuiltImage, build_image, recipe_dir
+from harness.kmod.module_cache import VendorModuleError, build_vendor_module
+from harness.plugin.policy import vm_unavailable
+from harness.refdev import contract
+from harness.vm.guest_python import run_guest_python
+from harness.vm.machine import Vm
+from harness.vm.saved_state import start_vm
+
+GUEST = Path(__file__).parent / "guest"
+GUEST_KO = f"/tmp/{contract.MODULE_NAME}.ko"
+# Not top-level recipes: `--kernel all` means every vm_images/*.toml (vm_images/README.md).
+NESTED_RECIPE = Path("nested") / "bookworm-nested.toml"
+LIBVIRT_RECIPE = Path("nested") / "trixie-libvirt.toml"
+KERNEL_TROUBLE = re.compile(
+    r"WARNING:|BUG:|Oops|Call Trace|general protection fault|UBSAN:|KASAN:|refcount_t:"
+)
+
+
+def l1_image(recipe: Path) -> BuiltImage:
+    """An L1 image (built on first use), or the policy's skip/failure when this host cannot."""
+    for tool in ("mmdebstrap", "mke2fs", "unshare", "chroot", "qemu-system-x86_64"):
+        if shutil.which(tool) is None:
+            vm_unavailable(f"{tool} not found: run `vfio-harness setup --profile vm`")
+    if os.geteuid() != 0:
+        vm_unavailable("building modules in a Debian chroot needs root")
+    return build_image(recipe_dir() / recipe)
+
+
+def nested_image() -> BuiltImage:
+    """bookworm with QEMU 7.2: the nested steps (test_nested.py)."""
+    return l1_image(NESTED_RECIPE)
+
+
+def libvirt_image() -> BuiltImage:
+    """trixie under systemd with QEMU 10, libvirt and mdevctl (issue 19)."""
+    return l1_image(LIBVIRT_RECIPE)
+
+
+def host_qemu_version() -> str:
+    out = subprocess.run(
+        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()[0].strip()
+
+
+def kernel_trouble(log: str, marker: str) -> list[str]:
+    """The kernel log's warnings, BUGs and oopses after `marker`."""
+    after = log.split(marker, 1)[1] if marker in log else log
+    return [line for line in after.splitlines() if KERNEL_TROUBLE.search(line)]
+
+
+def last_json(stdout: str, stderr: str) -> dict[str, Any]:
+    """The checks' report: their last stdout line; a clear failure when there is none."""
+    lines = stdout.strip().splitlines()
+    try:
+        report: dict[str, Any] = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        pytest.fail(
+            "the L1 checks printed no report:\n"
+            f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}",
+            pytrace=False,
+        )
+    return report
+
+
+def run_in_l1(
+    image: BuiltImage,
+    script: Path,
+    args: Sequence[str],
+    timeout: float,
+    uploads: Sequence[tuple[Path, str]] = (),
+    memory_mib: int = 1024,
+) -> tuple[dict[str, Any], list[str], Vm]:
+    """In a fresh L1 of `image`: insmod our module, run `script` (a guest Python file) with
+    `args`, rmmod. (its report, what else went wrong, the VM afterwards)."""
+    try:
+        module = build_vendor_module(image)
+    except VendorModuleError as err:
+        pytest.fail(str(err), pytrace=False)
+    problems: list[str] = []
+    with start_vm(image, memory_mib=memory_mib) as vm:
+        marker = f"vfio-harness {script.stem} {uuid.uuid4()}"
+        vm.run(f"echo '{marker}' >/dev/kmsg")
+        vm.ssh.put(module, GUEST_KO)
+        for local, remote in uploads:
+            vm.ssh.put(local, remote)
+        vm.run(f"insmod {GUEST_KO}")
+        try:
+            run = run_guest_python(
+                vm, script.read_text(encoding="utf-8"), args=args, timeout=timeout, check=False
+            )
+        finally:
+            rmmod = vm.ssh.run(f"rmmod {contract.MODULE_NAME}", 60, check=False)
+            log = vm.run("dmesg")
+    report = last_json(run.stdout, run.stderr)
+    if run.exit_status != 0:
+        problems.append(f"L1 checks exited {run.exit_status}:\n{run.stderr[-3000:]}")
+    if not rmmod.ok:
+        problems.append(f"rmmod failed ({rmmod.exit_status}): {rmmod.stderr.strip()}")
+    problems += [f"L1 kernel log: {line}" for line in kernel_trouble(log, marker)]
+    return report, problems, vm
