@@ -10,7 +10,7 @@ it, so one broken step gives one clear failure instead of a cascade.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.core.checks import CheckError
@@ -28,6 +28,8 @@ STEP_TITLES = {
 class Results:
     results: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # What each step is, by its number: harness.mgmt's checks bring their own steps.
+    titles: Mapping[str, str] = field(default_factory=lambda: STEP_TITLES)
 
     def run(self, name: str, check: Callable[[], None], needs: Sequence[str] = ()) -> bool:
         step = name.split(".", 1)[0]
@@ -40,7 +42,7 @@ class Results:
             check()
         except Exception as exc:  # every failure is a result; none stops the others
             kind = "" if isinstance(exc, CheckError) else f"{type(exc).__name__}: "
-            self.results[name] = f"step {step} ({STEP_TITLES[step]}) broke: {kind}{exc}"
+            self.results[name] = f"step {step} ({self.titles[step]}) broke: {kind}{exc}"
             return False
         finally:
             self.seconds[name] = round(time.monotonic() - started, 3)
