@@ -17,6 +17,7 @@
 #define HMDEV_FAULT_WARN_ON_RESET	BIT(2)	/* VFIO_DEVICE_RESET hits a WARN */
 #define HMDEV_FAULT_BOUNCE_OVERRUN	BIT(3)	/* guest-to-guest DMA overruns its bounce buffer */
 #define HMDEV_FAULT_LEAK_ON_RESET	BIT(4)	/* VFIO_DEVICE_RESET leaks 256 bytes */
+#define HMDEV_FAULT_MIG_LOSE_DIRTY	BIT(5)	/* pre-copy never resends what changed */
 
 #ifdef HMDEV_FAULTS
 extern unsigned int hmdev_fault;

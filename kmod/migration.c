@@ -61,6 +61,7 @@
 #include <linux/vmalloc.h>
 
 #include "compat.h"
+#include "faults.h"
 #include "hmdev.h"
 
 /*
@@ -381,6 +382,8 @@ static u64 hmdev_mig_scan_dirty(struct hmdev_mig_file *migf, bool queue)
 	unsigned int i;
 	u64 bytes = 0;
 
+	if (hmdev_faulty(HMDEV_FAULT_MIG_LOSE_DIRTY))
+		return 0;
 	for (i = 0; i < migf->nr_chunks; i++) {
 		size_t off = (size_t)i * HMDEV_MIG_CHUNK;
 		size_t len = hmdev_mig_chunk_len(s, i);

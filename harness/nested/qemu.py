@@ -49,8 +49,14 @@ class L1Spec:
     memory_mib: int = 128
     # A RAM region on a PCI BAR (ivshmem-plain on memory-backend-ram): QEMU DMA-maps it while
     # the BAR decodes and unmaps it when decoding stops, which is how step 4 makes QEMU unmap
-    # memory the device keeps pinned.
+    # memory the device keeps pinned. 0: none (ivshmem blocks migration).
     ivshmem_bytes: int = 1 << 20
+    vfio_options: Sequence[str] = ()  # more vfio-pci properties, "enable-migration=on"
+    # qtest mode: -S, so the vCPU never runs. False with `bios` set to a firmware that only
+    # halts (migration.halting_firmware): the machine runs, as a migrating guest does, and
+    # still nothing but us touches the device.
+    paused: bool = True
+    bios: Path | None = None
     kernel: Path | None = None  # boot mode: L2's kernel, initramfs and command line
     initrd: Path | None = None
     append: str = ""
@@ -95,8 +101,11 @@ def qemu_command(spec: L1Spec) -> list[str]:
         "-mon",
         "chardev=qmp,mode=control",
     ]
+    if spec.bios is not None:
+        argv += ["-bios", str(spec.bios)]
     if spec.mode == "qtest":
-        argv += ["-S"]
+        if spec.paused:
+            argv += ["-S"]
         # `-qtest unix:PATH` connects to PATH as a client (QEMU names that chardev "qtest"
         # itself; `-qtest chardev:NAME` only works for NAME "qtest").
         argv += ["-qtest", f"unix:{spec.qtest_socket}"]
@@ -108,9 +117,11 @@ def qemu_command(spec: L1Spec) -> list[str]:
         argv += ["-append", spec.append, "-no-reboot"]
         argv += ["-chardev", f"socket,id=serial,path={spec.serial_socket}"]
         argv += ["-serial", "chardev:serial"]
-    argv += ["-device", f"vfio-pci,sysfsdev={spec.mdev},id={VFIO_DEVICE_ID}"]
-    argv += ["-object", f"memory-backend-ram,id={IVSHMEM_ID}-mem,size={spec.ivshmem_bytes}"]
-    argv += ["-device", f"ivshmem-plain,memdev={IVSHMEM_ID}-mem,id={IVSHMEM_ID}"]
+    vfio = ",".join([f"vfio-pci,sysfsdev={spec.mdev},id={VFIO_DEVICE_ID}", *spec.vfio_options])
+    argv += ["-device", vfio]
+    if spec.ivshmem_bytes:
+        argv += ["-object", f"memory-backend-ram,id={IVSHMEM_ID}-mem,size={spec.ivshmem_bytes}"]
+        argv += ["-device", f"ivshmem-plain,memdev={IVSHMEM_ID}-mem,id={IVSHMEM_ID}"]
     for event in spec.trace_events:
         argv += ["-trace", f"enable={event}"]
     argv += ["-D", str(spec.trace_log)]

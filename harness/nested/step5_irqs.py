@@ -26,12 +26,12 @@ QUIET_WAIT_S = 1.0
 UNMAPPED_ERRNOS = (14, 22, 2)
 
 
-def _clear_irqs(s: Scenario) -> None:
+def clear_irqs(s: Scenario) -> None:
     s.r.write(r.REG_IRQ_MASK, 0)
     s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
 
 
-def _msi_configure(s: Scenario, target: int, enable: bool) -> None:
+def msi_configure(s: Scenario, target: int, enable: bool) -> None:
     cap = r.PCI_MSI_CAP_OFFSET
     s.cfg_write(cap + pci.MSI_ADDRESS_LO, 4, target & 0xFFFF_FFFF)
     s.cfg_write(cap + pci.MSI_ADDRESS_HI, 4, target >> 32)
@@ -41,7 +41,7 @@ def _msi_configure(s: Scenario, target: int, enable: bool) -> None:
     s.cfg_write(cap + pci.MSI_FLAGS, 2, flags)
 
 
-def _wait_ram(s: Scenario, address: int, wanted: int, timeout: float) -> int:
+def wait_ram(s: Scenario, address: int, wanted: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
         value = int.from_bytes(s.machine.mem_read(address, 4), "little")
@@ -62,13 +62,13 @@ def check_msi(s: Scenario) -> None:
     MSI is turned off again however this ends, so that the INTx check still runs."""
     target = s.area(10) + 16  # 4-aligned: area() is 16 below a page boundary
     s.machine.mem_write(target, SENTINEL.to_bytes(4, "little"))
-    _clear_irqs(s)
-    _msi_configure(s, target, enable=True)
+    clear_irqs(s)
+    msi_configure(s, target, enable=True)
     try:
         _msi_fires(s, target)
     finally:
-        _clear_irqs(s)
-        _msi_configure(s, target, enable=False)
+        clear_irqs(s)
+        msi_configure(s, target, enable=False)
 
 
 def _msi_fires(s: Scenario, target: int) -> None:
@@ -76,12 +76,12 @@ def _msi_fires(s: Scenario, target: int) -> None:
     expect(flags & pci.MSI_FLAGS_ENABLE != 0, f"MSI enable did not stick: control {flags:#x}")
     mark = s.machine.intx_mark(s.dev)
     _small_copy(s)  # DMA_DONE masked: no message may arrive
-    value = _wait_ram(s, target, MSI_DATA, QUIET_WAIT_S)
+    value = wait_ram(s, target, MSI_DATA, QUIET_WAIT_S)
     equal(value, SENTINEL, "MSI target after a completion with DMA_DONE masked in IRQ_MASK")
     s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
     s.r.write(r.REG_IRQ_MASK, r.IRQ_DMA_DONE)
     _small_copy(s)
-    value = _wait_ram(s, target, MSI_DATA, IRQ_WAIT_S)
+    value = wait_ram(s, target, MSI_DATA, IRQ_WAIT_S)
     trace = s.qemu.trace()
     expect(bool(trace_lines(trace, "vfio_msi_enable")), "QEMU never enabled MSI through SET_IRQS")
     signalled = any(f"{target:#x}" in line for line in trace_lines(trace, "vfio_msi_interrupt"))
@@ -112,7 +112,7 @@ def _msi_diagnosis(s: Scenario, signalled: bool) -> str:
 def check_intx(s: Scenario) -> None:
     flags = s.cfg_read(r.PCI_MSI_CAP_OFFSET + pci.MSI_FLAGS, 2)
     expect(flags & pci.MSI_FLAGS_ENABLE == 0, "MSI still enabled: INTx needs it off")
-    _clear_irqs(s)
+    clear_irqs(s)
     mark = s.machine.intx_mark(s.dev)
     _small_copy(s)  # DMA_DONE masked: the line must stay low
     quiet = s.machine.intx_delivered(s.dev, mark, QUIET_WAIT_S)
@@ -139,7 +139,7 @@ def check_intx(s: Scenario) -> None:
     expect(
         bool(trace_lines(trace, "vfio_intx_interrupt")), "QEMU's trace has no vfio_intx_interrupt"
     )
-    _clear_irqs(s)
+    clear_irqs(s)
 
 
 def check_error_irq(s: Scenario) -> None:

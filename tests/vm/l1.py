@@ -92,11 +92,13 @@ def run_in_l1(
     timeout: float,
     uploads: Sequence[tuple[Path, str]] = (),
     memory_mib: int = 1024,
+    fault: int = 0,
 ) -> tuple[dict[str, Any], list[str], Vm]:
     """In a fresh L1 of `image`: insmod our module, run `script` (a guest Python file) with
-    `args`, rmmod. (its report, what else went wrong, the VM afterwards)."""
+    `args`, rmmod. (its report, what else went wrong, the VM afterwards). `fault`: load the
+    test build with these bits of kmod/faults.h switched on."""
     try:
-        module = build_vendor_module(image)
+        module = build_vendor_module(image, faults=bool(fault))
     except VendorModuleError as err:
         pytest.fail(str(err), pytrace=False)
     problems: list[str] = []
@@ -106,7 +108,7 @@ def run_in_l1(
         vm.ssh.put(module, GUEST_KO)
         for local, remote in uploads:
             vm.ssh.put(local, remote)
-        vm.run(f"insmod {GUEST_KO}")
+        vm.run(f"insmod {GUEST_KO}" + (f" fault={fault}" if fault else ""))
         try:
             run = run_guest_python(
                 vm, script.read_text(encoding="utf-8"), args=args, timeout=timeout, check=False

@@ -1,0 +1,120 @@
+# SPDX-License-Identifier: MIT
+"""Run the live migration in L1: two mdevs of one type, a source QEMU and a target QEMU
+(`-incoming defer`) on them, both qtest-driven machines that run a halting firmware; the
+checks of migration_checks.py; a JSON-able report with QEMU's numbers. Never raises for a
+failed check; a failure to set up is reported under "setup".
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness.nested.checks import Results
+from harness.nested.machine import Probed
+from harness.nested.migration import Migration, halting_firmware
+from harness.nested.migration_checks import MigrationRun, run_migration_checks
+from harness.nested.qemu import L1Qemu, L1Spec, qemu_version
+from harness.nested.qtest_machine import QtestMachine
+from harness.nested.run import QemuSide, create_mdev, remove_mdev, tail
+from harness.nested.scenario import Regs, Scenario
+from harness.refdev import contract as c
+
+MEMORY_MIB = 128
+DMA_LENGTH = 3 * 4096 + 123
+# Without a dirty-page tracker on the device or the IOMMU, QEMU 10 refuses to migrate it
+# unless told to (and then counts on the container's tracking of pinned pages).
+ENABLE_MIGRATION = ("enable-migration=on",)
+
+
+def _side(workdir: Path, name: str, uuid: str, firmware: Path, **extra: Any) -> L1Qemu:
+    spec = L1Spec(
+        mdev=f"/sys/bus/mdev/devices/{uuid}",
+        workdir=workdir / name,
+        mode="qtest",
+        memory_mib=MEMORY_MIB,
+        bios=firmware,
+        # No guest code runs, and under KVM an MSI goes to KVM's irqchip (irqfd) instead of
+        # the RAM address where qtest looks for it.
+        accelerator="tcg",
+        ivshmem_bytes=0,  # ivshmem is a migration blocker
+        vfio_options=ENABLE_MIGRATION,
+        paused=False,
+        **extra,
+    )
+    return L1Qemu(spec)
+
+
+def _target_scenario(target: L1Qemu, source: Scenario, uuid: str, group: str) -> Scenario:
+    """The target's machine, with the device where the source's guest put it (the config
+    check reads the target's BARs and compares)."""
+    assert target.qtest is not None
+    machine = QtestMachine(target.qtest, MEMORY_MIB << 20)
+    found = source.dev
+    device = Probed(found.bdf, found.vendor, found.device, dict(found.bars))
+    scenario = Scenario(machine, QemuSide(target), uuid, group, source.mem_size, DMA_LENGTH)
+    scenario.device = device
+    scenario.regs = Regs(machine, device.bar(0).address)
+    return scenario
+
+
+def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) -> dict[str, Any]:
+    report: dict[str, Any] = {"variant": "live-migration", "qemu_l1": qemu_version()}
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    firmware = halting_firmware(workdir / "halt.bin")
+    made: list[str] = []
+    sides: dict[str, L1Qemu] = {}
+    try:
+        (source_uuid, source_group), (target_uuid, target_group) = (
+            create_mdev(ref_type),
+            create_mdev(ref_type),
+        )
+        made += [source_uuid, target_uuid]
+        report["mdevs"] = {"source": source_uuid, "target": target_uuid, "type": ref_type.type_id}
+        report["l1_qemu_accelerator"] = "tcg"
+        sides["source"] = _side(workdir, "source", source_uuid, firmware)
+        sides["target"] = _side(
+            workdir, "target", target_uuid, firmware, extra_args=("-incoming", "defer")
+        )
+        source_qemu = sides["source"]
+        assert source_qemu.qtest is not None
+        source = Scenario(
+            QtestMachine(source_qemu.qtest, MEMORY_MIB << 20),
+            QemuSide(source_qemu),
+            source_uuid,
+            source_group,
+            ref_type.mem_size,
+            DMA_LENGTH,
+        )
+        run = MigrationRun(
+            source=source,
+            migration=Migration(
+                source_qemu.qmp, sides["target"].qmp, f"unix:{workdir / 'migration.sock'}"
+            ),
+            target_machine=lambda: _target_scenario(
+                sides["target"], source, target_uuid, target_group
+            ),
+            quit_source=source_qemu.close,
+            rng=random.Random(seed),
+        )
+        report["seconds_qemu_start"] = round(time.monotonic() - started, 2)
+        results = run_migration_checks(run)
+        report["results"] = results.results
+        report["seconds"] = results.seconds
+        report["numbers"] = run.numbers
+    except Exception:
+        report["setup"] = traceback.format_exc()
+        report.setdefault("results", Results().results)
+    finally:
+        for name, qemu in sides.items():
+            report[f"trace_tail_{name}"] = tail(qemu.trace(), 30)
+            report[f"qemu_stderr_{name}"] = qemu.stderr_tail(20)
+            qemu.close()
+        for uuid in made:
+            remove_mdev(uuid)
+        report["wall_s"] = round(time.monotonic() - started, 2)
+    return report
