@@ -30,7 +30,11 @@ DMA_LENGTH = 3 * 4096 + 123
 ENABLE_MIGRATION = ("enable-migration=on",)
 
 
-def _side(workdir: Path, name: str, uuid: str, firmware: Path, **extra: Any) -> L1Qemu:
+def migrating_qemu(
+    workdir: Path, name: str, uuid: str, firmware: Path, *, incoming: bool = False
+) -> L1Qemu:
+    """A running qtest-driven machine on the mdev `uuid` that can migrate, or (`incoming`) a
+    target waiting for a `migrate-incoming`."""
     spec = L1Spec(
         mdev=f"/sys/bus/mdev/devices/{uuid}",
         workdir=workdir / name,
@@ -43,21 +47,25 @@ def _side(workdir: Path, name: str, uuid: str, firmware: Path, **extra: Any) -> 
         ivshmem_bytes=0,  # ivshmem is a migration blocker
         vfio_options=ENABLE_MIGRATION,
         paused=False,
-        **extra,
+        extra_args=("-incoming", "defer") if incoming else (),
     )
     return L1Qemu(spec)
+
+
+def machine_scenario(qemu: L1Qemu, uuid: str, group: str, ref_type: c.RefType) -> Scenario:
+    assert qemu.qtest is not None
+    machine = QtestMachine(qemu.qtest, MEMORY_MIB << 20)
+    return Scenario(machine, QemuSide(qemu), uuid, group, ref_type.mem_size, DMA_LENGTH)
 
 
 def _target_scenario(target: L1Qemu, source: Scenario, uuid: str, group: str) -> Scenario:
     """The target's machine, with the device where the source's guest put it (the config
     check reads the target's BARs and compares)."""
-    assert target.qtest is not None
-    machine = QtestMachine(target.qtest, MEMORY_MIB << 20)
     found = source.dev
     device = Probed(found.bdf, found.vendor, found.device, dict(found.bars))
-    scenario = Scenario(machine, QemuSide(target), uuid, group, source.mem_size, DMA_LENGTH)
+    scenario = machine_scenario(target, uuid, group, c.SMALL)
     scenario.device = device
-    scenario.regs = Regs(machine, device.bar(0).address)
+    scenario.regs = Regs(scenario.machine, device.bar(0).address)
     return scenario
 
 
@@ -76,20 +84,10 @@ def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) 
         made += [source_uuid, target_uuid]
         report["mdevs"] = {"source": source_uuid, "target": target_uuid, "type": ref_type.type_id}
         report["l1_qemu_accelerator"] = "tcg"
-        sides["source"] = _side(workdir, "source", source_uuid, firmware)
-        sides["target"] = _side(
-            workdir, "target", target_uuid, firmware, extra_args=("-incoming", "defer")
-        )
+        sides["source"] = migrating_qemu(workdir, "source", source_uuid, firmware)
+        sides["target"] = migrating_qemu(workdir, "target", target_uuid, firmware, incoming=True)
         source_qemu = sides["source"]
-        assert source_qemu.qtest is not None
-        source = Scenario(
-            QtestMachine(source_qemu.qtest, MEMORY_MIB << 20),
-            QemuSide(source_qemu),
-            source_uuid,
-            source_group,
-            ref_type.mem_size,
-            DMA_LENGTH,
-        )
+        source = machine_scenario(source_qemu, source_uuid, source_group, ref_type)
         run = MigrationRun(
             source=source,
             migration=Migration(

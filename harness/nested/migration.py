@@ -91,10 +91,18 @@ class Migration:
         self.target = target
         self.uri = uri
 
-    def start(self) -> None:
+    def start(self, hold: bool = True) -> None:
         """The target (started with `-incoming defer`) listens, then the source connects."""
-        self.source.execute("migrate-set-parameters", **HOLD_PARAMETERS)
+        self.receive()
+        self.send(hold)
+
+    def receive(self) -> None:
         self.target.execute("migrate-incoming", uri=self.uri)
+
+    def send(self, hold: bool = True) -> None:
+        """`hold`: stay in pre-copy until allow_switchover(); else switch over at once."""
+        parameters = HOLD_PARAMETERS if hold else SWITCHOVER_PARAMETERS
+        self.source.execute("migrate-set-parameters", **parameters)
         self.source.execute("migrate", uri=self.uri)
 
     def info(self) -> MigrationInfo:

@@ -87,8 +87,8 @@ def test_a_migration_is_held_then_let_go() -> None:
     migration.start()
     # The target listens before the source connects; the source is held in pre-copy.
     assert log == [
-        ("source", "migrate-set-parameters", HOLD_PARAMETERS),
         ("target", "migrate-incoming", {"uri": "unix:/w/m.sock"}),
+        ("source", "migrate-set-parameters", HOLD_PARAMETERS),
         ("source", "migrate", {"uri": "unix:/w/m.sock"}),
     ]
     assert migration.wait_for(lambda i: i.status == "active", 5).status == "active"
