@@ -1,0 +1,316 @@
+# SPDX-License-Identifier: MIT
+"""mdevctl against our sysfs layer, in an L1 with systemd, udev and mdevctl (issue 19 part 2).
+
+    report = run_checks("/tmp/vfio_harness_mdev.ko")   # our module loaded, as tests/vm/l1.py does
+
+After every step sysfs must hold exactly the devices the step leaves, and mdevctl's lists and
+types must agree with our sysfs view (harness.mdev.mdevctl). The module reloads use the path
+given, so the autostart is checked against the module the test built. Everything the checks
+create (definitions, devices, the runtime udev rule) is removed at the end whatever failed;
+what could not be is listed under "cleanup". The report is JSON-able: {"results": {check: "ok"
+| what broke}, "seconds", "timings", "packaged_rule", "mdevctl_version", "cleanup", "wall_s"}.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid as uuid_mod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.core.checks import CheckError, equal, expect
+from harness.mdev import MdevSysfs
+from harness.mdev.mdevctl import (
+    Definition,
+    MdevctlView,
+    Start,
+    SysfsDevice,
+    disagreements,
+    expected_view,
+    read_sysfs,
+)
+from harness.mgmt import udev_rule
+from harness.nested.checks import Results
+from harness.refdev import contract
+
+STEP_TITLES = {
+    "1": "before anything is defined, mdevctl and sysfs agree",
+    "2": "define (--auto and manual) persists without creating a device",
+    "3": "start creates the devices; starting a running one is refused",
+    "4": "a device created through sysfs is listed active, not defined",
+    "5": "stop removes the devices and keeps their definitions",
+    "6": "module reload under the packaged udev rule, as shipped",
+    "7": "module reload under a runtime copy of the rule calling the installed mdevctl",
+    "8": "undefine leaves nothing behind",
+}
+PACKAGED_RULE_CHECK = "6.packaged_rule_autostarts"
+CONFIG_DIR = Path("/etc/mdevctl.d")
+AUTOSTART_DEADLINE_S = 20.0
+POLL_S = 0.05
+SETTLE = ["udevadm", "settle", "--timeout=60"]
+
+
+def command(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def must(args: list[str]) -> str:
+    """stdout of a command that has to succeed; its failure is the check's."""
+    done = command(args)
+    if done.returncode != 0:
+        raise CheckError(f"`{' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def mdevctl_view() -> MdevctlView:
+    return MdevctlView.parse(
+        must(["mdevctl", "list"]),
+        must(["mdevctl", "list", "--dumpjson"]),
+        must(["mdevctl", "list", "--defined"]),
+        must(["mdevctl", "list", "--defined", "--dumpjson"]),
+        must(["mdevctl", "types", "--dumpjson"]),
+    )
+
+
+def journal_since(epoch: float, tag: str = "mdevctl") -> list[str]:
+    """What the udev rule logged (it pipes mdevctl's output to `logger -t mdevctl`)."""
+    command(["journalctl", "--sync"])  # logger's lines may still be queued in journald
+    since = f"--since=@{int(epoch) - 1}"
+    done = command(["journalctl", "--no-pager", "-o", "cat", "-t", tag, since])
+    return done.stdout.splitlines()[-5:]
+
+
+@dataclass
+class Session:
+    module: str
+    auto: Definition
+    manual: Definition
+    direct: str  # created through sysfs, never defined
+    defined: dict[str, Definition] = field(default_factory=dict)  # what exists now
+    timings: dict[str, float] = field(default_factory=dict)
+    config_dir_existed: bool = True
+    runtime_rule_written: bool = False
+
+    @property
+    def ours(self) -> tuple[str, ...]:
+        return (self.auto.uuid, self.manual.uuid, self.direct)
+
+    def running(self, *definitions: Definition) -> dict[str, SysfsDevice]:
+        return {d.uuid: SysfsDevice(d.parent, d.mdev_type) for d in definitions}
+
+    def agree(self, devices: dict[str, SysfsDevice], after: str) -> None:
+        """sysfs holds exactly `devices`, and mdevctl shows what sysfs and the definitions say."""
+        sysfs = read_sysfs(MdevSysfs())
+        equal(dict(sysfs.devices), devices, f"devices in sysfs after {after}")
+        differences = disagreements(expected_view(sysfs, self.defined.values()), mdevctl_view())
+        expect(
+            not differences,
+            f"after {after}, mdevctl and sysfs disagree: " + "; ".join(differences),
+        )
+
+    def define(self, definition: Definition) -> None:
+        auto = ["--auto"] if definition.start is Start.AUTO else []
+        place = ["-u", definition.uuid, "-p", definition.parent, "-t", definition.mdev_type]
+        must(["mdevctl", "define", *place, *auto])
+        self.defined[definition.uuid] = definition
+
+    def reload_module(self) -> float:
+        """rmmod and insmod ours; the time insmod returned (the parent is registered by then)."""
+        must(["rmmod", contract.MODULE_NAME])
+        must(["insmod", self.module])
+        return time.monotonic()
+
+    def stop_ours(self) -> None:
+        for name in self.ours:
+            if name in MdevSysfs().device_uuids():
+                must(["mdevctl", "stop", "-u", name])
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def before(self) -> None:
+        self.agree({}, "loading the module")
+
+    def define_both(self) -> None:
+        self.define(self.auto)
+        self.define(self.manual)
+        self.agree({}, "define")
+
+    def start(self) -> None:
+        must(["mdevctl", "start", "-u", self.auto.uuid])
+        must(["mdevctl", "start", "-u", self.manual.uuid])
+        self.agree(self.running(self.auto, self.manual), "start")
+
+    def start_again(self) -> None:
+        again = command(["mdevctl", "start", "-u", self.auto.uuid])
+        equal(again.returncode, 1, f"exit status of a second start ({again.stderr.strip()!r})")
+        self.agree(self.running(self.auto, self.manual), "a refused second start")
+
+    def sysfs_created(self) -> None:
+        MdevSysfs().create(contract.SMALL.type_id, self.direct, parent=contract.PARENT_NAME)
+        devices = self.running(self.auto, self.manual)
+        devices[self.direct] = SysfsDevice(contract.PARENT_NAME, contract.SMALL.type_id)
+        self.agree(devices, "creating a device through sysfs")
+        must(["mdevctl", "stop", "-u", self.direct])
+        self.agree(self.running(self.auto, self.manual), "mdevctl stop of that device")
+
+    def stop(self) -> None:
+        must(["mdevctl", "stop", "-u", self.auto.uuid])
+        must(["mdevctl", "stop", "-u", self.manual.uuid])
+        self.agree({}, "stop")
+
+    def packaged_rule(self) -> None:
+        expect(not Path(udev_rule.RUNTIME).exists(), f"{udev_rule.RUNTIME} exists already")
+        since = time.time()
+        try:
+            loaded = self.reload_module()
+            must(SETTLE)  # the rule's RUN+= has run by the time udev's queue is empty
+            self.timings["packaged_rule_settle_s"] = round(time.monotonic() - loaded, 3)
+            back = self.auto.uuid in MdevSysfs().device_uuids()
+            expect(
+                back,
+                f"the --auto device {self.auto.uuid} did not come back after the module reload "
+                f"(udev settled; the rule logged: {journal_since(since)})",
+            )
+            self.agree(self.running(self.auto), "the module reload")
+        finally:
+            self.stop_ours()
+
+    def runtime_rule(self) -> None:
+        expect(not Path(udev_rule.RUNTIME).exists(), f"{udev_rule.RUNTIME} exists already")
+        installed = shutil.which("mdevctl")
+        expect(installed is not None, "no mdevctl on PATH")
+        assert installed is not None
+        packaged = Path(udev_rule.PACKAGED).read_text()
+        Path(udev_rule.RUNTIME).parent.mkdir(parents=True, exist_ok=True)
+        self.runtime_rule_written = True
+        Path(udev_rule.RUNTIME).write_text(udev_rule.with_program(packaged, installed))
+        try:
+            must(["udevadm", "control", "--reload"])
+            self.autostart()
+        finally:
+            self.drop_runtime_rule()
+
+    def drop_runtime_rule(self) -> None:
+        Path(udev_rule.RUNTIME).unlink(missing_ok=True)
+        must(["udevadm", "control", "--reload"])
+        self.runtime_rule_written = False
+
+    def autostart(self) -> None:
+        """Reload the module and wait for the --auto device, and only it, to come back."""
+        since = time.time()
+        loaded = self.reload_module()
+        deadline = loaded + AUTOSTART_DEADLINE_S
+        while self.auto.uuid not in MdevSysfs().device_uuids():
+            expect(
+                time.monotonic() < deadline,
+                f"the --auto device {self.auto.uuid} did not come back within "
+                f"{AUTOSTART_DEADLINE_S:.0f} s of insmod (the rule logged: {journal_since(since)})",
+            )
+            time.sleep(POLL_S)
+        self.timings["autostart_s"] = round(time.monotonic() - loaded, 3)
+        must(SETTLE)  # every event handled: had the manual device been started, it would be now
+        self.agree(self.running(self.auto), "the module reload")
+
+    def undefine(self) -> None:
+        self.stop_ours()
+        for definition in (self.auto, self.manual):
+            must(["mdevctl", "undefine", "-u", definition.uuid])
+            del self.defined[definition.uuid]
+        left = sorted(str(p) for name in self.ours for p in CONFIG_DIR.glob(f"*/{name}"))
+        equal(left, [], "definition files left after undefine")
+        self.agree({}, "undefine")
+
+    # -- cleaning up ----------------------------------------------------------------------------
+
+    def cleanup(self) -> list[str]:
+        """Remove what the checks made, without mdevctl (which may be what broke)."""
+        problems: list[str] = []
+
+        def attempt(what: str, action: Callable[[], object]) -> None:
+            try:
+                action()
+            except Exception as exc:
+                problems.append(f"{what}: {type(exc).__name__}: {exc}")
+
+        if self.runtime_rule_written:
+            attempt(f"remove {udev_rule.RUNTIME}", self.drop_runtime_rule)
+        if not Path("/sys/module", contract.MODULE_NAME).exists():
+            attempt("insmod our module again", lambda: must(["insmod", self.module]))
+        for name in self.ours:
+            sysfs = MdevSysfs()
+            if name in sysfs.device_uuids():
+                attempt(f"remove device {name}", sysfs.device(name).remove)
+            for path in CONFIG_DIR.glob(f"*/{name}"):
+                attempt(f"remove {path}", path.unlink)
+        parent_dir = CONFIG_DIR / contract.PARENT_NAME
+        if not self.config_dir_existed and parent_dir.is_dir() and not any(parent_dir.iterdir()):
+            attempt(f"remove {parent_dir}", parent_dir.rmdir)
+        left = [name for name in self.ours if name in MdevSysfs().device_uuids()]
+        left += [str(path) for name in self.ours for path in CONFIG_DIR.glob(f"*/{name}")]
+        if self.runtime_rule_written and Path(udev_rule.RUNTIME).exists():
+            left.append(udev_rule.RUNTIME)
+        if left:
+            problems.append(f"left behind: {', '.join(left)}")
+        return problems
+
+
+def packaged_rule_info() -> dict[str, Any]:
+    """Which program the packaged rule runs and whether it is there (the known Debian bug)."""
+    try:
+        program = udev_rule.rule_program(Path(udev_rule.PACKAGED).read_text())
+    except (OSError, udev_rule.RuleError) as exc:
+        return {"path": udev_rule.PACKAGED, "error": str(exc)}
+    exists = os.access(program, os.X_OK)
+    return {"path": udev_rule.PACKAGED, "program": program, "program_exists": exists}
+
+
+@contextmanager
+def session(module: str) -> Iterator[tuple[Session, list[str]]]:
+    """A session with fresh UUIDs; its cleanup's problems land in the yielded list."""
+
+    def fresh(mtype: contract.RefType, start: Start) -> Definition:
+        return Definition(str(uuid_mod.uuid4()), contract.PARENT_NAME, mtype.type_id, start)
+
+    made = Session(
+        module,
+        fresh(contract.SMALL, Start.AUTO),
+        fresh(contract.LARGE, Start.MANUAL),
+        str(uuid_mod.uuid4()),
+        config_dir_existed=(CONFIG_DIR / contract.PARENT_NAME).exists(),
+    )
+    problems: list[str] = []
+    try:
+        yield made, problems
+    finally:
+        problems += made.cleanup()
+
+
+def run_checks(module: str) -> dict[str, Any]:
+    started = time.monotonic()
+    results = Results(titles=STEP_TITLES)
+    version = command(["mdevctl", "--version"]).stdout.strip()
+    with session(module) as (s, cleanup_problems):
+        results.run("1.agree_before", s.before)
+        results.run("2.define", s.define_both)
+        results.run("3.start", s.start, needs=["2.define"])
+        results.run("3.start_again_refused", s.start_again, needs=["3.start"])
+        results.run("4.sysfs_created_listed_active", s.sysfs_created, needs=["3.start"])
+        results.run("5.stop", s.stop, needs=["3.start"])
+        results.run(PACKAGED_RULE_CHECK, s.packaged_rule, needs=["5.stop"])
+        results.run("7.runtime_rule_autostarts", s.runtime_rule, needs=["5.stop"])
+        results.run("8.undefine", s.undefine, needs=["2.define"])
+    return {
+        "results": results.results,
+        "seconds": results.seconds,
+        "timings": s.timings,
+        "packaged_rule": packaged_rule_info(),
+        "mdevctl_version": version,
+        "cleanup": cleanup_problems,
+        "wall_s": round(time.monotonic() - started, 1),
+    }

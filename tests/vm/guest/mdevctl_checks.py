@@ -1,0 +1,24 @@
+# SPDX-License-Identifier: MIT
+"""The in-guest (L1) half of tests/vm/test_mdevctl.py, run with our module already loaded.
+
+    python3 mdevctl_checks.py MODULE_KO
+
+Runs harness.mgmt.mdevctl_checks (MODULE_KO is reloaded by the autostart steps) and prints one
+JSON report as the last stdout line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from harness.mgmt.mdevctl_checks import run_checks
+
+
+def main(argv: list[str]) -> int:
+    print(json.dumps(run_checks(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
