@@ -8,6 +8,7 @@ failed step; setting-up failures (no QEMU, no mdev) are reported under "setup".
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.mdev import MdevSysfs
+from harness.mdev import MdevNotFoundError, MdevSysfs
 from harness.nested.checks import Results
 from harness.nested.qemu import L1Qemu, L1Spec, Mode, l1_accelerator, qemu_version
 from harness.nested.qtest_machine import QtestMachine
@@ -65,7 +66,9 @@ def create_mdev(ref_type: c.RefType) -> tuple[str, str]:
 
 
 def remove_mdev(uuid: str) -> None:
-    MdevSysfs().device(uuid).remove(missing_ok=True)
+    """Remove the device if it is still there."""
+    with contextlib.suppress(MdevNotFoundError):
+        MdevSysfs().device(uuid).remove(missing_ok=True)
 
 
 MachineFactory = Callable[[L1Qemu], tuple[Any, int]]

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+"""libvirt domain XML for the checks: what we define (a diskless q35 with our mdevs as
+hostdevs) and what libvirt says it made of it (`virsh dumpxml`'s hostdevs).
+
+    domain_xml(DomainSpec("hx-a", "qemu", mdevs=(uuid,)))
+    hostdevs(virsh("dumpxml", "hx-a"))   # [Hostdev(uuid, alias="hostdev0", pci="0000:02:00.0")]
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+DomainType = Literal["kvm", "qemu"]
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    domain_type: DomainType  # "kvm" when L1 can run KVM guests, else "qemu" (TCG)
+    memory_mib: int = 128
+    mdevs: Sequence[str] = ()  # UUIDs, each a vfio-pci hostdev
+    # Empty pcie-root-ports: on q35 every hot-plugged device needs a free one.
+    spare_root_ports: int = 1
+    # Put the mdevs on the root bus (pcie.0) from this slot on, where nothing can be
+    # hot-unplugged; None: libvirt places them, on q35 each behind a pcie-root-port.
+    fixed_slot: int | None = None
+    qemu_args: Sequence[str] = field(default_factory=tuple)  # <qemu:commandline>
+
+
+@dataclass(frozen=True)
+class Hostdev:
+    """An mdev hostdev as libvirt reports it for a defined or running domain."""
+
+    uuid: str
+    alias: str | None  # "hostdev0": QEMU's device id, only while the domain runs
+    pci: str | None  # the guest-side address libvirt assigned, "0000:bb:ss.f"
+
+
+def hostdev_element(uuid: str, root_slot: int | None = None) -> ET.Element:
+    hostdev = ET.Element("hostdev", mode="subsystem", type="mdev", model="vfio-pci")
+    source = ET.SubElement(hostdev, "source")
+    ET.SubElement(source, "address", uuid=uuid)
+    if root_slot is not None:
+        ET.SubElement(
+            hostdev, "address", type="pci", domain="0", bus="0", slot=str(root_slot), function="0"
+        )
+    return hostdev
+
+
+def hostdev_xml(uuid: str) -> str:
+    """The device XML for `virsh attach-device` / `detach-device`."""
+    return ET.tostring(hostdev_element(uuid), encoding="unicode")
+
+
+def domain_xml(spec: DomainSpec) -> str:
+    # No disks, graphics, USB or balloon: fewer devices for TCG to emulate, and nothing in the
+    # guest's PCI view but root ports and our function. SeaBIOS finds nothing to boot and
+    # keeps retrying, which keeps the domain running.
+    domain = ET.Element("domain", type=spec.domain_type)
+    ET.SubElement(domain, "name").text = spec.name
+    ET.SubElement(domain, "memory", unit="MiB").text = str(spec.memory_mib)
+    ET.SubElement(domain, "vcpu").text = "1"
+    os_ = ET.SubElement(domain, "os")
+    ET.SubElement(os_, "type", arch="x86_64", machine="q35").text = "hvm"
+    devices = ET.SubElement(domain, "devices")
+    ET.SubElement(devices, "controller", type="usb", model="none")
+    ET.SubElement(devices, "memballoon", model="none")
+    # libvirt gives an index-less PCI controller index 0, which on q35 must be the root.
+    ET.SubElement(devices, "controller", type="pci", index="0", model="pcie-root")
+    for _ in range(spec.spare_root_ports):
+        ET.SubElement(devices, "controller", type="pci", model="pcie-root-port")
+    for index, uuid in enumerate(spec.mdevs):
+        slot = None if spec.fixed_slot is None else spec.fixed_slot + index
+        devices.append(hostdev_element(uuid, slot))
+    if spec.qemu_args:
+        ET.register_namespace("qemu", QEMU_NS)
+        commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")
+        for arg in spec.qemu_args:
+            ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=arg)
+    return ET.tostring(domain, encoding="unicode")
+
+
+def _pci_address(element: ET.Element | None) -> str | None:
+    if element is None or element.get("type") != "pci":
+        return None
+    parts = [int(element.get(key, "0"), 0) for key in ("domain", "bus", "slot", "function")]
+    return "{:04x}:{:02x}:{:02x}.{:x}".format(*parts)
+
+
+def hostdevs(dumpxml: str) -> list[Hostdev]:
+    """The mdev hostdevs of a domain's XML, in document order."""
+    found = []
+    for element in ET.fromstring(dumpxml).iterfind("devices/hostdev[@type='mdev']"):
+        source = element.find("source/address")
+        alias = element.find("alias")
+        found.append(
+            Hostdev(
+                uuid="" if source is None else source.get("uuid", ""),
+                alias=None if alias is None else alias.get("name"),
+                pci=_pci_address(element.find("address")),
+            )
+        )
+    return found

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: MIT
+"""What a libvirt-managed QEMU says about itself (harness.nested's `QemuView`), asked through
+libvirt where libvirt has a way (QMP via `qemu-monitor-command`), else from what libvirt
+leaves on the host: its pid file, its per-domain log (QEMU's stderr) and /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.mgmt.virsh import qmp
+
+RUN_DIR = Path("/run/libvirt/qemu")
+LOG_DIR = Path("/var/log/libvirt/qemu")
+
+
+@dataclass
+class LibvirtQemu:
+    domain: str
+    trace_log: Path | None = None  # a `-D` file the domain's <qemu:commandline> asked for
+
+    def pid(self) -> int:
+        return int((RUN_DIR / f"{self.domain}.pid").read_text().strip())
+
+    def trace(self) -> str:
+        if self.trace_log is None:
+            return ""
+        try:
+            return self.trace_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def open_files(self) -> list[str]:
+        """What QEMU's descriptors point at. Paths are as QEMU sees them: libvirt gives it a
+        private /dev, but the names of the VFIO nodes are the same there."""
+        fds = Path(f"/proc/{self.pid()}/fd")
+        found = []
+        for entry in sorted(fds.iterdir(), key=lambda p: int(p.name)):
+            with contextlib.suppress(OSError):
+                found.append(os.readlink(entry))
+        return found
+
+    def query_pci(self) -> list[dict[str, Any]]:
+        buses: list[dict[str, Any]] = qmp(self.domain, "query-pci")
+        return buses
+
+    def run_state(self) -> str:
+        return str(qmp(self.domain, "query-status")["status"])
+
+    def log(self) -> str:
+        """libvirt's log of the domain: QEMU's command line, then its stderr."""
+        try:
+            return (LOG_DIR / f"{self.domain}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stderr(self) -> str:
+        return "\n".join(self.log().splitlines()[-20:])
