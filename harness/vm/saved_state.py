@@ -127,7 +127,10 @@ def state_key(machine: GuestMachine) -> str:
         info = os.stat(binary)
         identity = f"{os.path.realpath(binary)}:{info.st_size}:{info.st_mtime_ns}"
     digest = hashlib.sha256()
-    for part in (str(STATE_FORMAT), identity, *argv, *firmware_identity(machine, spec)):
+    # The image directory too: with a kernel of its own (--kernel debug, a path) the command
+    # line names that kernel, not the image whose disk the state was saved on.
+    image = str(machine.image.directory)
+    for part in (str(STATE_FORMAT), identity, image, *argv, *firmware_identity(machine, spec)):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()[:20]
 

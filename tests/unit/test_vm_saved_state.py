@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,24 @@ def test_a_uefi_guests_key_covers_its_image_and_its_moklist(
     if firmware.secure_boot:
         cert = identity_in(tmp_path / "identity").certificate
         assert state_key(machine(firmware=firmware, mok=(cert,))) != state_key(base)
+
+
+@dataclass(frozen=True)
+class OwnKernel:
+    """A kernel booted instead of the image's (--kernel debug, or a path)."""
+
+    label: str = "debug"
+    kernel: Path = Path("/cache/kernels/debug/bzImage")
+    initrd: Path | None = None
+    extra_disks: tuple[Path, ...] = ()
+    release: str = "6.12.0-debug"
+    kernel_params: Mapping[str, str] = field(default_factory=dict)
+    config: Path | None = None
+
+
+def test_a_custom_kernels_key_covers_the_image_it_boots_on() -> None:
+    """Its command line names the kernel, not the image: a rebuilt image must not get the
+    state saved on the old one's disk (qemu-img: Could not open backing file)."""
+    base = machine(kernel=OwnKernel())
+    rebuilt = machine(kernel=OwnKernel(), image=image("/cache/images/bookworm-bbbb"))
+    assert state_key(rebuilt) != state_key(base)
