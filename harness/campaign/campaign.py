@@ -13,6 +13,7 @@ that program is then minimized like any other finding, waiting out the age at ea
 from __future__ import annotations
 
 import functools
+import math
 import random
 import threading
 import time
@@ -174,9 +175,13 @@ class Campaign:
                 while not self._stop.is_set():
                     if self._spent():
                         break
-                    if self.snapshot is not None and self.stats.elapsed() >= next_snapshot:
-                        self._snapshot(fvm, number, next_snapshot)
-                        next_snapshot += self.snapshot_every_s
+                    elapsed = self.stats.elapsed()
+                    if self.snapshot is not None and elapsed >= next_snapshot:
+                        # After a busy stretch (minimizing a finding) several slots may have
+                        # passed: the counters are those of now, so the latest slot names them.
+                        slot = latest_slot(elapsed, self.snapshot_every_s)
+                        self._snapshot(fvm, number, slot)
+                        next_snapshot = slot + self.snapshot_every_s
                     program = self._next_program(generator, rng)
                     outcome = self._execute(fvm, program)
                     window.add(program, fvm.boots)
@@ -344,6 +349,11 @@ class Campaign:
 
     def _tagged(self, number: int) -> Progress:
         return lambda line: self.progress(f"[worker {number}] {line}")
+
+
+def latest_slot(elapsed: float, every: float) -> float:
+    """The last multiple of `every` at or before `elapsed` (the workers share these slots)."""
+    return math.floor(elapsed / every) * every
 
 
 class LeakWindow:

@@ -225,6 +225,36 @@ def test_a_replaced_vm_is_retired_first_so_coverage_copies_keep_what_it_ran(
     assert {worker for _what, worker, _b, _at in copies.calls} == {0}
 
 
+def test_a_copy_after_a_busy_stretch_is_labelled_with_the_latest_slot(tmp_path: Path) -> None:
+    """Minimizing a finding can hold a worker past several copy slots; the copy it then takes
+    holds the counters of now, so it must not carry a missed slot's label."""
+    busy_s = 0.4
+    done: list[int] = []
+
+    def slow_once(program: list[dict[str, Any]], vm: FakeVm) -> list[Finding]:
+        done.append(1)
+        if len(done) == 1:  # the first program: the busy stretch starts near 0 s
+            time.sleep(busy_s)
+        return []
+
+    copies = Copies()
+    run(tmp_path, slow_once, Budget(iterations=40), copies=copies)
+    labels = [at for what, _w, _b, at in copies.calls if what == "take"][:-1]  # not the last
+    assert labels and all(abs(at / 0.05 - round(at / 0.05)) < 1e-6 for at in labels), (
+        labels
+    )  # slots
+    assert labels == sorted(set(labels))
+    # No label names a slot the busy program ran through (0.1 s of slack for a slow start).
+    assert not [at for at in labels if 0.1 < at < busy_s - 0.1], labels
+
+
+def test_latest_slot() -> None:
+    assert campaign_mod.latest_slot(0.0, 60.0) == 0.0
+    assert campaign_mod.latest_slot(59.9, 60.0) == 0.0
+    assert campaign_mod.latest_slot(60.0, 60.0) == 60.0
+    assert campaign_mod.latest_slot(401.0, 60.0) == 360.0
+
+
 def test_the_budget_can_be_a_number_of_findings(tmp_path: Path) -> None:
     campaign, _store = run(tmp_path, reset_after_open, Budget(iterations=100_000, findings=1))
     assert len(campaign.stats.findings) == 1
