@@ -49,10 +49,13 @@ done
 if [ -n "$shell_tty" ]; then
     if [ -c "/dev/$shell_tty" ]; then
         # setsid -c: the tty becomes the shell's controlling terminal, so Ctrl-C reaches it.
+        # A background list starts with SIGINT and SIGQUIT ignored, and dash keeps a signal
+        # ignored on entry ignored, even interactive: env puts them back, or Ctrl-C would stop
+        # nothing typed at the console.
         (
             while :; do
                 HOME=/root PS1='root@harness-guest:~# ' TERM=vt100 \
-                    setsid -c sh -i <>"/dev/$shell_tty" >&0 2>&1
+                    setsid -c env --default-signal=INT,QUIT sh -i <>"/dev/$shell_tty" >&0 2>&1
                 sleep 1
             done
         ) &
