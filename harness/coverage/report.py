@@ -75,6 +75,7 @@ def write_set(where: Path, kernel: str, counters: int, modules: list[NotesDir]) 
 def read_run(directory: Path, gcov: str = "gcov") -> Coverage:
     """Sum every raw set under `directory`/raw."""
     coverage = Coverage()
+    unmatched: dict[str, tuple[int, int]] = {}  # kernel -> (counter files, VM sets)
     for set_dir in sorted((directory / "raw").glob("*")):
         record_path = set_dir / SET_FILE
         if not record_path.is_file():
@@ -109,12 +110,16 @@ def read_run(directory: Path, gcov: str = "gcov") -> Coverage:
             merge(coverage.counts, renamed(counts, [(m.compiled_in, m.source) for m in modules]))
             read += 1
         if without_notes:
-            coverage.problems.append(
-                f"{kernel}: {without_notes} counter file(s) without their notes (.gcno), not "
-                "counted: a module built outside the harness (--vendor-module, "
-                "--vendor-sample), or a kernel build that is gone"
-            )
+            files, sets = unmatched.get(kernel, (0, 0))
+            unmatched[kernel] = (files + without_notes, sets + 1)
         coverage.kernels[kernel] = coverage.kernels.get(kernel, 0) + read
+    # Once per kernel: a campaign's many VMs would otherwise repeat it for each.
+    for kernel, (files, sets) in unmatched.items():
+        coverage.problems.append(
+            f"{kernel}: {files} counter file(s) in {sets} VM set(s) without their notes "
+            "(.gcno), not counted: a module built outside the harness (--vendor-module, "
+            "--vendor-sample), or a kernel build that is gone"
+        )
     return coverage
 
 

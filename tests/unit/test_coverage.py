@@ -177,6 +177,25 @@ def test_a_run_sums_its_vms_per_source_line(tmp_path: Path) -> None:
     assert "83.3" in page and ">kmod<" in page, written  # a directory per source root
 
 
+def test_counters_without_notes_are_reported_once_per_kernel(tmp_path: Path) -> None:
+    """A campaign's VMs each bring the same unmatched counters: one line says so, not one
+    per VM."""
+    gcda = compile_and_run(tmp_path / "build" / "kmod-x")
+    run = tmp_path / "coverage"
+    for number in (1, 2, 3):
+        where = run / "raw" / f"gw0-{number}"
+        counters = where / "counters" / "elsewhere"
+        counters.mkdir(parents=True)
+        shutil.copyfile(gcda, counters / "main.gcda")
+        write_set(where, "debug", 1, [])
+    coverage = read_run(run)
+    assert coverage.problems == [
+        "debug: 3 counter file(s) in 3 VM set(s) without their notes (.gcno), not counted: a "
+        "module built outside the harness (--vendor-module, --vendor-sample), or a kernel "
+        "build that is gone"
+    ]
+
+
 def test_coverage_with_no_kernel_that_has_gcov_is_refused_before_the_suite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
