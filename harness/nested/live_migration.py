@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from harness.mdev import MdevSysfs
 from harness.nested.checks import Results
 from harness.nested.machine import Probed
 from harness.nested.migration import Migration, halting_firmware
@@ -58,12 +59,14 @@ def machine_scenario(qemu: L1Qemu, uuid: str, group: str, ref_type: c.RefType) -
     return Scenario(machine, QemuSide(qemu), uuid, group, ref_type.mem_size, DMA_LENGTH)
 
 
-def _target_scenario(target: L1Qemu, source: Scenario, uuid: str, group: str) -> Scenario:
+def _target_scenario(
+    target: L1Qemu, source: Scenario, uuid: str, group: str, ref_type: c.RefType
+) -> Scenario:
     """The target's machine, with the device where the source's guest put it (the config
     check reads the target's BARs and compares)."""
     found = source.dev
     device = Probed(found.bdf, found.vendor, found.device, dict(found.bars))
-    scenario = machine_scenario(target, uuid, group, c.SMALL)
+    scenario = machine_scenario(target, uuid, group, ref_type)
     scenario.device = device
     scenario.regs = Regs(scenario.machine, device.bar(0).address)
     return scenario
@@ -77,11 +80,10 @@ def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) 
     made: list[str] = []
     sides: dict[str, L1Qemu] = {}
     try:
-        (source_uuid, source_group), (target_uuid, target_group) = (
-            create_mdev(ref_type),
-            create_mdev(ref_type),
-        )
-        made += [source_uuid, target_uuid]
+        source_uuid, source_group = create_mdev(ref_type)
+        made.append(source_uuid)
+        target_uuid, target_group = create_mdev(ref_type)
+        made.append(target_uuid)
         report["mdevs"] = {"source": source_uuid, "target": target_uuid, "type": ref_type.type_id}
         report["l1_qemu_accelerator"] = "tcg"
         sides["source"] = migrating_qemu(workdir, "source", source_uuid, firmware)
@@ -94,7 +96,7 @@ def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) 
                 source_qemu.qmp, sides["target"].qmp, f"unix:{workdir / 'migration.sock'}"
             ),
             target_machine=lambda: _target_scenario(
-                sides["target"], source, target_uuid, target_group
+                sides["target"], source, target_uuid, target_group, ref_type
             ),
             quit_source=source_qemu.close,
             rng=random.Random(seed),
@@ -114,5 +116,6 @@ def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) 
             qemu.close()
         for uuid in made:
             remove_mdev(uuid)
+        report["mdevs_left"] = [d.uuid for d in MdevSysfs().devices()]
         report["wall_s"] = round(time.monotonic() - started, 2)
     return report

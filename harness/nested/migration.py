@@ -30,9 +30,8 @@ HALT_FOREVER = bytes([0xFA, 0xF4, 0xEB, 0xFD])  # cli; hlt; jmp back to the hlt
 # Until allow_switchover(): QEMU may never decide the rest fits into the downtime, so the
 # migration stays in pre-copy for as long as the test needs (the device keeps running).
 HOLD_PARAMETERS = {"downtime-limit": 1, "max-bandwidth": 1 << 20}
-# Then: switch over at the next check. Without a device or IOMMU dirty tracker QEMU counts all
-# guest RAM as dirty every round, and a TCG-in-TCG source measures a tiny bandwidth, so the
-# defaults (300 ms at the measured rate) would never let it converge.
+# Then: switch over at the next check. A TCG-in-TCG source measures a tiny bandwidth, so the
+# defaults (300 ms at the measured rate) might never let it converge.
 SWITCHOVER_PARAMETERS = {
     "downtime-limit": 20_000,
     "max-bandwidth": 1 << 40,

@@ -15,13 +15,22 @@ minus nr_foll_pin_released (every vfio_pin_pages() is a FOLL_PIN; nothing else i
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.checks import PAGE, equal, expect, first_difference, pages_spanned, pattern
+from harness.core.checks import (
+    PAGE,
+    CheckError,
+    equal,
+    expect,
+    first_difference,
+    pages_spanned,
+    pattern,
+)
 from harness.nested import pci
 from harness.nested.checks import Results
 from harness.nested.migration import Migration, MigrationInfo, device_states
@@ -41,6 +50,7 @@ STRETCH = 8 * 1024  # bytes per BAR2 stretch and per RAM stretch
 PRECOPY_ROUNDS = 3  # dirty syncs QEMU must run after our writes before the switchover
 WAIT_S = 60.0
 SWITCHOVER_S = 120.0
+PINS_SETTLE_S = 3.0
 VMSTAT = Path("/proc/vmstat")
 STAT_REFRESH = Path("/proc/sys/vm/stat_refresh")
 
@@ -111,7 +121,7 @@ def check_source_state(m: MigrationRun) -> None:
     e.bar2[0x4000] = data
     e.kept_pins = pages_spanned(source_buffer, len(data))
     equal(s.r.read(r.REG_PINNED_PAGES), e.kept_pins, "the source's PINNED_PAGES")
-    equal(pins_held() - m.baseline_pins, e.kept_pins, "pages the kernel holds pinned (vmstat)")
+    pins_settle(m, e.kept_pins, "pages the kernel holds pinned (vmstat)")
 
 
 def check_msi_armed(m: MigrationRun) -> None:
@@ -136,13 +146,16 @@ def check_held_in_precopy(m: MigrationRun) -> None:
     # device writes reaches the target only if QEMU learns it is dirty.
     info = m.migration.wait_for(lambda i: i.ram.get("dirty-sync-count", 0) >= 2, WAIT_S)
     equal(info.status, "active", "migration status after the first pass over RAM")
-    _wait_states(m.source, lambda states: "PRE_COPY" in states, "the source device in PRE_COPY")
+    wait_until(
+        lambda: "PRE_COPY" in device_states(m.source.qemu.trace()), "the source device in PRE_COPY"
+    )
     m.numbers["ram_pages_before_writes"] = info.ram.get("normal", 0)
 
 
 def check_dirty_during_precopy(m: MigrationRun) -> None:
     """The device writes guest RAM and the guest writes BAR2 while QEMU iterates."""
     s, e = m.source, m.expected
+    mark = len(s.qemu.trace())
     for slot, method in ((4, 0), (6, r.DMA_METHOD_RW)):  # pinning, then vfio_dma_rw
         data = m.rng.randbytes(5 * PAGE)
         offset = 0x10000 + slot * 0x8000
@@ -152,7 +165,7 @@ def check_dirty_during_precopy(m: MigrationRun) -> None:
         e.ram[destination] = data
         e.device_written_pages += pages_spanned(destination, len(data))
         # The MSI this completion raised: the target's check expects the sentinel back.
-        wait_ram(s, e.msi_target, MSI_DATA, 10.0)
+        equal(wait_ram(s, e.msi_target, MSI_DATA, 10.0), MSI_DATA, "MSI during pre-copy")
         s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
         s.machine.mem_write(e.msi_target, SENTINEL.to_bytes(4, "little"))
     half = s.mem_size // 2
@@ -166,6 +179,31 @@ def check_dirty_during_precopy(m: MigrationRun) -> None:
     )
     equal(info.status, "active", "migration status after the writes (still in pre-copy)")
     m.numbers["device_written_pages"] = e.device_written_pages
+    # QEMU learns of them from the type1 container's dirty bitmap (pages pinned, or written
+    # through vfio_dma_rw, while it tracks): the kept pins count again at every sync.
+    reported = dirty_pages_reported(s.qemu.trace()[mark:], e.kept_pins, s.area(0))
+    m.numbers["dirty_pages_reported_after_writes"] = reported
+    expect(
+        reported >= e.device_written_pages,
+        f"the container reported {reported} dirty pages after the device wrote "
+        f"{e.device_written_pages} (vfio_get_dirty_bitmap in QEMU's trace)",
+    )
+
+
+_DIRTY = re.compile(
+    r"^vfio_get_dirty_bitmap iova=(0x[0-9a-f]+) size= ?(0x[0-9a-f]+) .*\bdirty_pages=(\d+)", re.M
+)
+
+
+def dirty_pages_reported(trace: str, kept: int = 0, kept_at: int = 0) -> int:
+    """The pages the container reported dirty to QEMU, summed over the syncs in `trace`, less
+    the `kept` pinned pages at `kept_at`, which every sync of their range reports again."""
+    total = 0
+    for iova, size, count in _DIRTY.findall(trace):
+        low = int(iova, 16)
+        covers = low <= kept_at < low + int(size, 16)
+        total += int(count) - (kept if covers else 0)
+    return total
 
 
 def check_switchover(m: MigrationRun) -> None:
@@ -206,12 +244,16 @@ def check_state_path(m: MigrationRun) -> None:
 
 
 def check_target_runs(m: MigrationRun) -> None:
+    # The source reports completed once it sent everything; the target may still be loading.
+    wait_until(lambda: m.migration.target_info().status == "completed", "the target loaded")
     m.target = m.target_machine()
+    wait_until(
+        lambda: device_states(m.t.qemu.trace())[-1:] == ["RUNNING"], "the target device RUNNING"
+    )
     states = device_states(m.t.qemu.trace())
     m.numbers["target_states"] = states
     expect("RESUMING" in states, f"the target device never entered RESUMING: {states}")
-    equal(states[-1], "RUNNING", "the target device's last state")
-    equal(m.t.qemu.run_state(), "running", "the target VM's run state")
+    wait_until(lambda: m.t.qemu.run_state() == "running", "the target VM running")
 
 
 def check_target_config(m: MigrationRun) -> None:
@@ -264,6 +306,9 @@ def check_target_guest_ram(m: MigrationRun) -> None:
 
 def check_target_dma_and_msi(m: MigrationRun) -> None:
     t, e = m.t, m.expected
+    # What the source left at the MSI address, so that only the target's message counts.
+    sentinel = int.from_bytes(t.machine.mem_read(e.msi_target, 4), "little")
+    equal(sentinel, SENTINEL, "the MSI address on the target before its DMA")
     data = pattern(2 * PAGE + 100, 7)
     buffer = t.area(12)
     t.machine.mem_write(buffer, data)
@@ -282,15 +327,32 @@ def check_target_dma_and_msi(m: MigrationRun) -> None:
 def check_source_pins_released(m: MigrationRun) -> None:
     e = m.expected
     equal(m.source.r.read(r.REG_PINNED_PAGES), e.kept_pins, "the stopped source's PINNED_PAGES")
-    equal(pins_held() - m.baseline_pins, e.kept_pins, "pins held while the source QEMU lives")
+    pins_settle(m, e.kept_pins, "pins held while the source QEMU lives")
     m.quit_source()
-    equal(pins_held() - m.baseline_pins, 0, "pins held once the source QEMU quit (vmstat)")
+    pins_settle(m, 0, "pins held once the source QEMU quit (vmstat)")
 
 
-def _wait_states(s: Scenario, done: Callable[[list[str]], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not done(states := device_states(s.qemu.trace())):
-        expect(time.monotonic() < deadline, f"no {what} within {WAIT_S:.0f} s: {states}")
+def pins_settle(m: MigrationRun, expected: int, what: str) -> None:
+    """The kernel's count is system-wide: another process's short pin (direct I/O) may show
+    for a moment, so the count must reach `expected` within a few seconds, not at once."""
+    seen: list[int] = []
+
+    def settled() -> bool:
+        seen.append(pins_held() - m.baseline_pins)
+        return seen[-1] == expected
+
+    try:
+        wait_until(settled, what, timeout=PINS_SETTLE_S)
+    except CheckError:
+        message = f"{what}: {seen[-1]}, expected {expected} (last readings {seen[-5:]})"
+        raise CheckError(message) from None
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Poll `done`; a CheckError naming `what` if it does not hold within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        expect(time.monotonic() < deadline, f"no {what} within {timeout:.0f} s")
         time.sleep(0.05)
 
 

@@ -19,7 +19,7 @@ from harness.nested.migration import (
     halting_firmware,
     parse_migration_info,
 )
-from harness.nested.migration_checks import pins_held
+from harness.nested.migration_checks import dirty_pages_reported, pins_held
 from harness.nested.qemu import L1Spec, qemu_command
 
 DATA = Path(__file__).parent / "data" / "qemu"
@@ -132,3 +132,20 @@ def test_pins_held_folds_then_subtracts(tmp_path: Path) -> None:
     refresh.write_text("")
     assert pins_held(vmstat, refresh) == 4
     assert refresh.read_text() == "1"
+
+
+def test_dirty_pages_reported_sums_the_containers_bitmaps() -> None:
+    # QEMU 10.0's lines, as the source wrote them during pre-copy.
+    trace = (
+        "vfio_get_dirty_bitmap iova=0x0 size= 0xc0000 bitmap_size=0x18 start=0x0 dirty_pages=0\n"
+        "vfio_region_read  (x:region0+0xc0, 4) = 0x4\n"
+        "vfio_get_dirty_bitmap iova=0x100000 size= 0x7f00000 bitmap_size=0xfe0 start=0x100000 "
+        "dirty_pages=16\n"
+        "vfio_get_dirty_bitmap iova=0x100000 size= 0x7f00000 bitmap_size=0xfe0 start=0x100000 "
+        "dirty_pages=4\n"
+    )
+    assert dirty_pages_reported(trace) == 20
+    assert dirty_pages_reported("") == 0
+    # 4 kept pinned pages at 0x4000ff0 are reported at every sync of their range: not news.
+    assert dirty_pages_reported(trace, kept=4, kept_at=0x4000FF0) == 12
+    assert dirty_pages_reported(trace, kept=4, kept_at=0xE000_0000) == 20  # in no range
