@@ -44,6 +44,7 @@ PREFIX = "vfio-harness"
 APPEAR_S = 15.0  # a hot-plugged function shows in query-pci at once; this is generous
 REQ_WAIT_S = 20.0  # the vfio core sends REQ at once, then every 10 s
 REMOVE_DONE_S = 30.0
+DETACH_GRACE_S = 5.0  # after detach-device returns: does the hostdev go, late?
 # A slot on pcie.0 itself: a device there cannot be hot-unplugged, so QEMU answers REQ's
 # unplug request with a warning in its log, where a root port's slot would just wait for
 # a guest that never acknowledges.
@@ -100,8 +101,8 @@ class Context:
         finally:
             self.timings[what] = round(time.monotonic() - started, 2)
 
-    @property
     def hostdev_file(self) -> Path:
+        """Our mdev's <hostdev> as a file, for attach-device and detach-device."""
         path = self.domains.workdir / "hostdev.xml"
         path.write_text(hostdev_xml(self.uuid))
         return path
@@ -211,12 +212,16 @@ def check_hotplug(x: Context) -> None:
     x.timed("start_empty_s", lambda: virsh("start", name))
     qemu = LibvirtQemu(name)
     equal(ours(qemu), [], f"{name}: our function before attach-device")
-    x.timed("attach_s", lambda: virsh("attach-device", name, str(x.hostdev_file), "--live"))
+    x.timed("attach_s", lambda: virsh("attach-device", name, str(x.hostdev_file()), "--live"))
     function = our_function(qemu, APPEAR_S)
     devices = hostdevs(virsh("dumpxml", name))
     equal([d.uuid for d in devices], [x.uuid], f"{name}: mdev hostdevs after attach-device")
     equal(function.qdev_id, devices[0].alias, "QEMU's id of the plugged function (its alias)")
     x.seen["pci_c"] = str(function)
+
+
+def _hostdev_uuids(domain: str) -> list[str]:
+    return [d.uuid for d in hostdevs(virsh("dumpxml", domain))]
 
 
 def observe_detach(x: Context) -> dict[str, Any]:
@@ -225,7 +230,7 @@ def observe_detach(x: Context) -> dict[str, Any]:
     name = x.names["c"]
     started = time.monotonic()
     try:
-        answer = virsh("detach-device", name, str(x.hostdev_file), "--live", timeout=90).strip()
+        answer = virsh("detach-device", name, str(x.hostdev_file()), "--live", timeout=90).strip()
         status = 0
     except VirshError as err:
         answer, status = str(err), err.status if err.status is not None else -1
@@ -234,9 +239,12 @@ def observe_detach(x: Context) -> dict[str, Any]:
         "virsh_says": answer,
         "seconds": round(time.monotonic() - started, 2),
     }
-    time.sleep(5)  # past libvirt's own wait for DEVICE_DELETED
+    # Past libvirt's own wait for DEVICE_DELETED: does the hostdev go, late?
+    deadline = time.monotonic() + DETACH_GRACE_S
+    while time.monotonic() < deadline and x.uuid in _hostdev_uuids(name):
+        time.sleep(0.5)
     qemu = LibvirtQemu(name)
-    seen["still_in_dumpxml"] = x.uuid in [d.uuid for d in hostdevs(virsh("dumpxml", name))]
+    seen["still_in_dumpxml"] = x.uuid in _hostdev_uuids(name)
     seen["still_in_query_pci"] = bool(ours(qemu))
     seen["qemu_still_holds_group"] = f"/dev/vfio/{x.group}" in qemu.open_files()
     return seen

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
@@ -26,6 +25,7 @@ from harness.plugin.policy import vm_unavailable
 from harness.refdev import contract
 from harness.vm.guest_python import run_guest_python
 from harness.vm.saved_state import start_vm
+from tests.vm.l1 import kernel_trouble
 
 pytestmark = pytest.mark.vm
 
@@ -33,9 +33,6 @@ KERNELS = ["bookworm", "trixie", "sid"]
 GUEST_CHECKS = Path(__file__).parent / "guest" / "refdev_checks.py"
 GUEST_KO = f"/tmp/{contract.MODULE_NAME}.ko"
 # What the kernel prints when something went wrong in it.
-KERNEL_TROUBLE = re.compile(
-    r"WARNING:|BUG:|Oops|Call Trace|general protection fault|UBSAN:|KASAN:|refcount_t:"
-)
 
 
 def image_for(name: str) -> BuiltImage:
@@ -45,12 +42,6 @@ def image_for(name: str) -> BuiltImage:
     if os.geteuid() != 0:
         vm_unavailable("building modules in a Debian chroot needs root")
     return build_image(name)
-
-
-def kernel_trouble(log: str, marker: str) -> list[str]:
-    """Lines after `marker` that report a kernel problem."""
-    after = log.split(marker, 1)[1] if marker in log else log
-    return [line for line in after.splitlines() if KERNEL_TROUBLE.search(line)]
 
 
 def guest_results(stdout: str, stderr: str) -> dict[str, str]:
