@@ -45,7 +45,8 @@ from harness.uapi.raw import vfio as v
 from harness.vm.guest_python import run_guest_python
 from harness.vm.saved_state import start_vm
 from tests.vm.guest import migration_checks as guest
-from tests.vm.test_refdev import GUEST_KO, image_for, kernel_trouble
+from tests.vm.l1 import kernel_trouble
+from tests.vm.test_refdev import GUEST_KO, image_for
 
 pytestmark = pytest.mark.vm
 
