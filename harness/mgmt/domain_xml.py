@@ -11,10 +11,26 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 DomainType = Literal["kvm", "qemu"]
+
+
+@dataclass(frozen=True)
+class DirectBoot:
+    """A guest OS for the domain: L1's kernel and an initramfs, its serial console to a file."""
+
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    console_log: Path
+
+
+# q35 hot-plugs through ACPI by default (QEMU 6.1 on), where the guest's _EJ0 ends an unplug;
+# with native PCIe hot-plug the guest's pciehp powers the slot off, as on bare metal.
+NATIVE_PCIE_HOTPLUG = ("-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off")
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,7 @@ class DomainSpec:
     # hot-unplugged; None: libvirt places them, on q35 each behind a pcie-root-port.
     fixed_slot: int | None = None
     qemu_args: Sequence[str] = field(default_factory=tuple)  # <qemu:commandline>
+    boot: DirectBoot | None = None  # None: no OS (SeaBIOS finds nothing and retries)
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,13 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(domain, "vcpu").text = "1"
     os_ = ET.SubElement(domain, "os")
     ET.SubElement(os_, "type", arch="x86_64", machine="q35").text = "hvm"
+    if spec.boot is not None:
+        ET.SubElement(os_, "kernel").text = str(spec.boot.kernel)
+        ET.SubElement(os_, "initrd").text = str(spec.boot.initrd)
+        ET.SubElement(os_, "cmdline").text = spec.boot.cmdline
+        features = ET.SubElement(domain, "features")
+        ET.SubElement(features, "acpi")
+        ET.SubElement(features, "apic")
     devices = ET.SubElement(domain, "devices")
     ET.SubElement(devices, "controller", type="usb", model="none")
     ET.SubElement(devices, "memballoon", model="none")
@@ -73,6 +97,10 @@ def domain_xml(spec: DomainSpec) -> str:
     ET.SubElement(devices, "controller", type="pci", index="0", model="pcie-root")
     for _ in range(spec.spare_root_ports):
         ET.SubElement(devices, "controller", type="pci", model="pcie-root-port")
+    if spec.boot is not None:
+        serial = ET.SubElement(devices, "serial", type="file")
+        ET.SubElement(serial, "source", path=str(spec.boot.console_log))
+        ET.SubElement(serial, "target", port="0")
     for index, uuid in enumerate(spec.mdevs):
         slot = None if spec.fixed_slot is None else spec.fixed_slot + index
         devices.append(hostdev_element(uuid, slot))

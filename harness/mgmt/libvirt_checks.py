@@ -20,8 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.core.checks import CheckError, equal, expect
-from harness.mdev import MdevNotFoundError
-from harness.mgmt.domain_xml import DomainSpec, DomainType, domain_xml, hostdev_xml, hostdevs
+from harness.mgmt.domain_xml import (
+    NATIVE_PCIE_HOTPLUG,
+    DirectBoot,
+    DomainSpec,
+    DomainType,
+    domain_xml,
+    hostdev_xml,
+    hostdevs,
+)
+from harness.mgmt.l2_watch import CMDLINE, ours_seen, write_initramfs
 from harness.mgmt.libvirt_qemu import LibvirtQemu
 from harness.mgmt.query_pci import PciFunction, functions, matching
 from harness.mgmt.removal import Removal
@@ -39,12 +47,15 @@ TITLES = {
     "3": "libvirt gives the mdev to one running domain at a time",
     "4": "hot-plug with `virsh attach-device --live`",
     "5": "removing the mdev while libvirt's QEMU holds it: REQ asks QEMU for the device",
+    "6": "unplug, honoured by a guest OS: detach-device, and removal through REQ",
 }
 PREFIX = "vfio-harness"
 APPEAR_S = 15.0  # a hot-plugged function shows in query-pci at once; this is generous
 REQ_WAIT_S = 20.0  # the vfio core sends REQ at once, then every 10 s
 REMOVE_DONE_S = 30.0
 DETACH_GRACE_S = 5.0  # after detach-device returns: does the hostdev go, late?
+L2_BOOT_S = 300.0  # a guest OS: about 10 s on nested KVM, 2 minutes under TCG in TCG
+UNPLUG_S = 30.0  # pciehp powers the slot off 5 s after the attention button
 # A slot on pcie.0 itself: a device there cannot be hot-unplugged, so QEMU answers REQ's
 # unplug request with a warning in its log, where a root port's slot would just wait for
 # a guest that never acknowledges.
@@ -61,8 +72,22 @@ class Domains:
     domain_type: DomainType
     defined: list[str] = field(default_factory=list)
 
-    def define(self, role: str, mdevs: Sequence[str] = (), fixed_slot: int | None = None) -> str:
-        spec = DomainSpec(f"{PREFIX}-{role}", self.domain_type, mdevs=mdevs, fixed_slot=fixed_slot)
+    def define(
+        self,
+        role: str,
+        mdevs: Sequence[str] = (),
+        fixed_slot: int | None = None,
+        boot: DirectBoot | None = None,
+        qemu_args: Sequence[str] = (),
+    ) -> str:
+        spec = DomainSpec(
+            f"{PREFIX}-{role}",
+            self.domain_type,
+            mdevs=mdevs,
+            fixed_slot=fixed_slot,
+            boot=boot,
+            qemu_args=qemu_args,
+        )
         path = self.workdir / f"{spec.name}.xml"
         path.write_text(domain_xml(spec))
         self.defined.append(spec.name)
@@ -93,6 +118,7 @@ class Context:
     seen: dict[str, Any] = field(default_factory=dict)  # what was observed, for the report
     names: dict[str, str] = field(default_factory=dict)  # role -> domain name
     alias: str = ""
+    extra_mdevs: list[str] = field(default_factory=list)  # made by a check, removed at the end
 
     def timed(self, what: str, action: Callable[[], T]) -> T:
         started = time.monotonic()
@@ -285,6 +311,92 @@ def check_req_reaches_qemu(x: Context) -> None:
         x.timings["remove_blocked_s"] = removal.seconds()
 
 
+# -- 6: unplug, honoured by a guest OS ----------------------------------------------------
+
+
+def _console(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _guest_sees(console: Path, count: int, timeout: float) -> bool:
+    """Whether the guest's last report is `count` of our functions, within `timeout`."""
+    return bool(wait_for(lambda: ours_seen(_console(console))[-1:] == [count], timeout, 0.2))
+
+
+def l1_kernel() -> Path:
+    """The kernel L1 runs, for the guest (Debian keeps it in /boot)."""
+    release = Path("/proc/sys/kernel/osrelease").read_text().strip()
+    return Path("/boot") / f"vmlinuz-{release}"
+
+
+def check_unplug_honoured(x: Context) -> None:
+    """A guest whose pciehp acknowledges unplug requests: `detach-device` takes the mdev out
+    of the running domain, `attach-device` brings it back, and removing the mdev through sysfs
+    (the vfio core sends the device's REQ; QEMU asks the guest to unplug) completes while the
+    domain runs on."""
+    uuid, group = create_mdev(c.SMALL)
+    x.extra_mdevs.append(uuid)
+    # QEMU runs as libvirt's user and writes the console log here itself.
+    work = x.domains.workdir / "l2"
+    work.mkdir(exist_ok=True)
+    work.chmod(0o777)
+    console = work / "console.log"
+    initramfs = write_initramfs(work / "l2-initramfs.cpio")
+    boot = DirectBoot(l1_kernel(), initramfs, CMDLINE, console)
+    name = x.names["e"] = x.domains.define("e", [uuid], boot=boot, qemu_args=NATIVE_PCIE_HOTPLUG)
+    virsh("start", name)
+    qemu = LibvirtQemu(name)
+    booted = x.timed("l2_boot_s", lambda: _guest_sees(console, 1, L2_BOOT_S))
+    expect(
+        booted, f"{name}'s guest did not report our function in {L2_BOOT_S:.0f} s: {_tail(console)}"
+    )
+    hostdev = work / "hostdev-e.xml"
+    hostdev.write_text(hostdev_xml(uuid))
+
+    x.timed("detach_s", lambda: virsh("detach-device", name, str(hostdev), "--live", timeout=90))
+    gone = x.timed(
+        "detach_gone_s", lambda: wait_for(lambda: uuid not in _hostdev_uuids(name), UNPLUG_S)
+    )
+    expect(gone, f"{name} still lists the mdev {UNPLUG_S:.0f} s after detach-device")
+    expect(
+        _guest_sees(console, 0, UNPLUG_S), f"the guest still sees our function: {_tail(console)}"
+    )
+    expect(not ours(qemu), f"{name}'s query-pci still lists our function after detach-device")
+    expect(
+        f"/dev/vfio/{group}" not in qemu.open_files(),
+        f"{name}'s QEMU still holds /dev/vfio/{group} after detach-device",
+    )
+
+    x.timed("reattach_s", lambda: virsh("attach-device", name, str(hostdev), "--live"))
+    expect(
+        _guest_sees(console, 1, UNPLUG_S),
+        f"the guest did not see our function come back: {_tail(console)}",
+    )
+    our_function(qemu, APPEAR_S)
+
+    with Removal(uuid) as removal:
+        done = x.timed("req_unplug_s", lambda: removal.wait(UNPLUG_S))
+        expect(
+            done,
+            f"removing the mdev still blocked after {UNPLUG_S:.0f} s: the guest did not "
+            f"acknowledge the unplug QEMU asked for on the device's REQ ({_tail(console)})",
+        )
+        equal(removal.outcome(), "removed", "writing the mdev's remove attribute")
+    running(name)
+    expect(uuid not in _hostdev_uuids(name), f"{name} still lists the removed mdev")
+    expect(
+        _guest_sees(console, 0, UNPLUG_S), f"the guest still sees our function: {_tail(console)}"
+    )
+    x.seen["l2_reports"] = ours_seen(_console(console))
+
+
+def _tail(console: Path, lines: int = 5) -> str:
+    return " | ".join(_console(console).strip().splitlines()[-lines:])
+
+
 # -- the run ------------------------------------------------------------------------------
 
 
@@ -318,12 +430,15 @@ def run_checks(workdir: Path) -> dict[str, Any]:
         report["cleanup"] += domains.cleanup()
         domains.defined.clear()
         run("5.req_reaches_qemu", lambda: check_req_reaches_qemu(x))
+        report["cleanup"] += domains.cleanup()
+        domains.defined.clear()
+        run("6.unplug_honoured", lambda: check_unplug_honoured(x))
     except Exception:  # the checks' own failures are results: this is the run's bug
         report["setup"] = traceback.format_exc()
     finally:
         report["cleanup"] = report.get("cleanup", []) + domains.cleanup()
-        with contextlib.suppress(MdevNotFoundError):  # step 5 removes it
-            remove_mdev(uuid)
+        for made in (uuid, *x.extra_mdevs):  # steps 5 and 6 remove theirs
+            remove_mdev(made)
         report["results"] = results.results
         report["seconds"] = results.seconds
         report["timings"] = x.timings

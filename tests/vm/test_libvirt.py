@@ -24,7 +24,7 @@ pytestmark = pytest.mark.vm
 
 GUEST_CHECKS = GUEST / "libvirt_checks.py"
 # Every check of harness/mgmt/libvirt_checks.py; a run that reports fewer lost some.
-CHECKS = 8
+CHECKS = 9
 
 RecordProperty = Callable[[str, object], None]
 

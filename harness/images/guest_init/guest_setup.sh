@@ -41,5 +41,12 @@ echo "nameserver 10.0.2.3" >/etc/resolv.conf
 
 modprobe -a vfio vfio_iommu_type1 mdev || say "modprobe -a vfio vfio_iommu_type1 mdev failed"
 
+# Under systemd, udev loads modules for the hardware it finds (kvm_amd, on a CPU with svm) a
+# while after boot: settle first, so that the VM's state (and a saved one) no longer changes
+# under the tests.
+if [ -d /run/systemd/system ]; then
+    udevadm settle --timeout=60 || say "udevadm settle timed out"
+fi
+
 dropbear -s -r /etc/dropbear/harness_host_key -p 22 -P /run/dropbear.pid || say "dropbear failed"
 echo "HARNESS-READY" >/dev/console
