@@ -6,13 +6,12 @@ leaves on the host: its pid file, its per-domain log (QEMU's stderr) and /proc.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.mgmt.virsh import qmp
+from harness.nested.qemu import open_files
 
 RUN_DIR = Path("/run/libvirt/qemu")
 LOG_DIR = Path("/var/log/libvirt/qemu")
@@ -37,12 +36,7 @@ class LibvirtQemu:
     def open_files(self) -> list[str]:
         """What QEMU's descriptors point at. Paths are as QEMU sees them: libvirt gives it a
         private /dev, but the names of the VFIO nodes are the same there."""
-        fds = Path(f"/proc/{self.pid()}/fd")
-        found = []
-        for entry in sorted(fds.iterdir(), key=lambda p: int(p.name)):
-            with contextlib.suppress(OSError):
-                found.append(os.readlink(entry))
-        return found
+        return open_files(self.pid())
 
     def query_pci(self) -> list[dict[str, Any]]:
         buses: list[dict[str, Any]] = qmp(self.domain, "query-pci")

@@ -31,6 +31,18 @@ DMA_LENGTH = 3 * 4096 + 123
 ENABLE_MIGRATION = ("enable-migration=on",)
 
 
+def close_all(report: dict[str, Any], qemus: dict[str, L1Qemu], mdevs: list[str]) -> None:
+    """Quit the QEMUs and remove the mdevs, keeping what the report needs of them: the end of
+    each trace and stderr, and any mdev that is still there."""
+    for name, qemu in qemus.items():
+        report.setdefault("trace_tails", {})[name] = tail(qemu.trace(), 30)
+        report.setdefault("qemu_stderr", {})[name] = qemu.stderr_tail(20)
+        qemu.close()
+    for uuid in mdevs:
+        remove_mdev(uuid)
+    report["mdevs_left"] = [d.uuid for d in MdevSysfs().devices()]
+
+
 def migrating_qemu(
     workdir: Path, name: str, uuid: str, firmware: Path, *, incoming: bool = False
 ) -> L1Qemu:
@@ -110,12 +122,6 @@ def run_live_migration(workdir: Path, seed: int, ref_type: c.RefType = c.SMALL) 
         report["setup"] = traceback.format_exc()
         report.setdefault("results", Results().results)
     finally:
-        for name, qemu in sides.items():
-            report[f"trace_tail_{name}"] = tail(qemu.trace(), 30)
-            report[f"qemu_stderr_{name}"] = qemu.stderr_tail(20)
-            qemu.close()
-        for uuid in made:
-            remove_mdev(uuid)
-        report["mdevs_left"] = [d.uuid for d in MdevSysfs().devices()]
+        close_all(report, sides, made)
         report["wall_s"] = round(time.monotonic() - started, 2)
     return report

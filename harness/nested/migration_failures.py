@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.checks import PAGE, equal, expect, first_difference
-from harness.mdev import MdevSysfs
 from harness.nested.checks import Results
-from harness.nested.live_migration import machine_scenario, migrating_qemu
+from harness.nested.live_migration import close_all, machine_scenario, migrating_qemu
 from harness.nested.migration import Migration, device_states, halting_firmware
 from harness.nested.migration_checks import STRETCH, WAIT_S, wait_until
 from harness.nested.qemu import L1Qemu, qemu_version
-from harness.nested.run import create_mdev, remove_mdev, tail
+from harness.nested.run import create_mdev
 from harness.nested.scenario import Scenario, dma_ok
 from harness.nested.step2_pci import check_enable, check_found
 from harness.nested.trace import trace_lines
@@ -241,13 +240,8 @@ def run_migration_failures(workdir: Path, seed: int) -> dict[str, Any]:
         report["setup"] = traceback.format_exc()
         report.setdefault("results", Results().results)
     finally:
-        qemus = ([source_qemu] if source_qemu else []) + (run.targets if run else [])
-        for qemu in qemus:
-            report.setdefault("trace_tails", {})[qemu.spec.workdir.name] = tail(qemu.trace(), 15)
-            qemu.close()
-        for made in [uuid, *(run.mdevs if run else [])]:
-            if made:
-                remove_mdev(made)
-        report["mdevs_left"] = [d.uuid for d in MdevSysfs().devices()]
+        qemus = {"source": source_qemu} if source_qemu else {}
+        qemus.update({q.spec.workdir.name: q for q in (run.targets if run else [])})
+        close_all(report, qemus, [m for m in (uuid, *(run.mdevs if run else [])) if m])
         report["wall_s"] = round(time.monotonic() - started, 2)
     return report

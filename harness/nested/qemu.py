@@ -149,6 +149,16 @@ def qemu_version(binary: str = QEMU_BINARY) -> str:
     return out.stdout.splitlines()[0].strip()
 
 
+def open_files(pid: int) -> list[str]:
+    """What a process's file descriptors point at (/proc/PID/fd), in descriptor order."""
+    fds = Path(f"/proc/{pid}/fd")
+    found = []
+    for entry in sorted(fds.iterdir(), key=lambda p: int(p.name)):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            found.append(os.readlink(entry))
+    return found
+
+
 def _listen(path: Path) -> socket.socket:
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,13 +244,7 @@ class L1Qemu(Closing):
             return ""
 
     def open_files(self) -> list[str]:
-        """What QEMU's file descriptors point at (/proc/PID/fd)."""
-        fds = Path(f"/proc/{self.pid}/fd")
-        found = []
-        for entry in sorted(fds.iterdir(), key=lambda p: int(p.name)):
-            with contextlib.suppress(OSError):
-                found.append(os.readlink(entry))
-        return found
+        return open_files(self.pid)
 
     def kill(self) -> None:
         if self.process.poll() is None:
