@@ -124,6 +124,13 @@ def check_source_state(m: MigrationRun) -> None:
     pins_settle(m, e.kept_pins, "pages the kernel holds pinned (vmstat)")
 
 
+def msi_landed_and_rearmed(s: Scenario, target: int, what: str) -> None:
+    """The completion's MSI arrived; acknowledge it and put the sentinel back for the next."""
+    equal(wait_ram(s, target, MSI_DATA, 10.0), MSI_DATA, what)
+    s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
+    s.machine.mem_write(target, SENTINEL.to_bytes(4, "little"))
+
+
 def check_msi_armed(m: MigrationRun) -> None:
     """MSI on, DMA_DONE unmasked, and seen to fire once: the interrupt is armed."""
     s, e = m.source, m.expected
@@ -133,9 +140,7 @@ def check_msi_armed(m: MigrationRun) -> None:
     msi_configure(s, e.msi_target, enable=True)
     s.r.write(r.REG_IRQ_MASK, r.IRQ_DMA_DONE)
     dma_ok(s.r, s.area(9), 0x9000, 64, r.DMA_TO_DEVICE | r.DMA_METHOD_RW, "copy raising the MSI")
-    equal(wait_ram(s, e.msi_target, MSI_DATA, 10.0), MSI_DATA, "MSI message on the source")
-    s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
-    s.machine.mem_write(e.msi_target, SENTINEL.to_bytes(4, "little"))
+    msi_landed_and_rearmed(s, e.msi_target, "MSI message on the source")
     e.registers[r.REG_IRQ_MASK] = r.IRQ_DMA_DONE
     e.bar2[0x9000] = s.machine.mem_read(s.area(9), 64)
 
@@ -165,9 +170,7 @@ def check_dirty_during_precopy(m: MigrationRun) -> None:
         e.ram[destination] = data
         e.device_written_pages += pages_spanned(destination, len(data))
         # The MSI this completion raised: the target's check expects the sentinel back.
-        equal(wait_ram(s, e.msi_target, MSI_DATA, 10.0), MSI_DATA, "MSI during pre-copy")
-        s.r.write(r.REG_IRQ_STATUS, r.IRQ_ALL)
-        s.machine.mem_write(e.msi_target, SENTINEL.to_bytes(4, "little"))
+        msi_landed_and_rearmed(s, e.msi_target, "MSI during pre-copy")
     half = s.mem_size // 2
     for offset in (0x70000, half + 0x70000):
         _write_bar2(s, e, offset, m.rng.randbytes(1024))
@@ -260,7 +263,7 @@ def check_target_config(m: MigrationRun) -> None:
     """The target's config space is the source's: BARs where the guest put them, memory and
     bus mastering on, MSI as armed."""
     src, t = m.source.dev, m.t
-    bars = {index: _bar_address(t, index) for index in (0, 2)}
+    bars = {i: pci.read_bar_address(t.machine, t.dev.bdf, src.bar(i)) for i in (0, 2)}
     equal(bars, {i: src.bar(i).address for i in (0, 2)}, "the target's BAR addresses")
     wanted = pci.COMMAND_MEMORY | pci.COMMAND_MASTER
     equal(t.cfg_read(pci.COMMAND, 2) & wanted, wanted, "the target's command register")
@@ -269,14 +272,6 @@ def check_target_config(m: MigrationRun) -> None:
     equal(t.cfg_read(cap + pci.MSI_DATA_64, 2), MSI_DATA, "MSI data")
     flags = t.cfg_read(cap + pci.MSI_FLAGS, 2)
     expect(flags & pci.MSI_FLAGS_ENABLE != 0, f"MSI not enabled on the target: {flags:#x}")
-
-
-def _bar_address(s: Scenario, index: int) -> int:
-    low = s.cfg_read(pci.BAR0 + 4 * index, 4)
-    address = low & ~0xF
-    if low & pci.BAR_TYPE_64:
-        address |= s.cfg_read(pci.BAR0 + 4 * index + 4, 4) << 32
-    return address
 
 
 def check_target_registers(m: MigrationRun) -> None:
