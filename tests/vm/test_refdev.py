@@ -12,36 +12,28 @@ then rmmod; the kernel log of the whole sequence must hold no warning, BUG, Oops
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 
-from harness.images.build import BuiltImage, build_image
+from harness.images.build import BuiltImage
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
-from harness.plugin.policy import vm_unavailable
 from harness.refdev import contract
 from harness.vm.guest_python import run_guest_python
 from harness.vm.saved_state import start_vm
-from tests.vm.l1 import kernel_trouble
+from tests.vm.l1 import kernel_trouble, l1_image
 
 pytestmark = pytest.mark.vm
 
 KERNELS = ["bookworm", "trixie", "sid"]
 GUEST_CHECKS = Path(__file__).parent / "guest" / "refdev_checks.py"
 GUEST_KO = f"/tmp/{contract.MODULE_NAME}.ko"
-# What the kernel prints when something went wrong in it.
 
 
 def image_for(name: str) -> BuiltImage:
-    for tool in ("mmdebstrap", "mke2fs", "unshare", "chroot", "qemu-system-x86_64"):
-        if shutil.which(tool) is None:
-            vm_unavailable(f"{tool} not found: run `vfio-harness setup --profile vm`")
-    if os.geteuid() != 0:
-        vm_unavailable("building modules in a Debian chroot needs root")
-    return build_image(name)
+    """A top-level recipe's image (the same preconditions as the L1 images)."""
+    return l1_image(Path(f"{name}.toml"))
 
 
 def guest_results(stdout: str, stderr: str) -> dict[str, str]:
