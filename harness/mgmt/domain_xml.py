@@ -9,7 +9,7 @@ hostdevs) and what libvirt says it made of it (`virsh dumpxml`'s hostdevs).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,6 +46,11 @@ class DomainSpec:
     fixed_slot: int | None = None
     qemu_args: Sequence[str] = field(default_factory=tuple)  # <qemu:commandline>
     boot: DirectBoot | None = None  # None: no OS (SeaBIOS finds nothing and retries)
+    # A firmware image in place of SeaBIOS (<loader type='rom'>), readable by libvirt's QEMU.
+    loader: str | None = None
+    # vfio-pci properties libvirt has no XML for, set on each mdev through <qemu:override>
+    # ("enable-migration": "on"); the hostdevs are then named ua-mdev0, ua-mdev1, ...
+    hostdev_properties: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,14 @@ class Hostdev:
     pci: str | None  # the guest-side address libvirt assigned, "0000:bb:ss.f"
 
 
-def hostdev_element(uuid: str, root_slot: int | None = None) -> ET.Element:
+def hostdev_element(
+    uuid: str, root_slot: int | None = None, alias: str | None = None
+) -> ET.Element:
     hostdev = ET.Element("hostdev", mode="subsystem", type="mdev", model="vfio-pci")
     source = ET.SubElement(hostdev, "source")
     ET.SubElement(source, "address", uuid=uuid)
+    if alias is not None:
+        ET.SubElement(hostdev, "alias", name=alias)
     if root_slot is not None:
         ET.SubElement(
             hostdev, "address", type="pci", domain="0", bus="0", slot=str(root_slot), function="0"
@@ -90,6 +99,8 @@ def domain_xml(spec: DomainSpec) -> str:
         features = ET.SubElement(domain, "features")
         ET.SubElement(features, "acpi")
         ET.SubElement(features, "apic")
+    if spec.loader is not None:
+        ET.SubElement(os_, "loader", type="rom").text = spec.loader
     devices = ET.SubElement(domain, "devices")
     ET.SubElement(devices, "controller", type="usb", model="none")
     ET.SubElement(devices, "memballoon", model="none")
@@ -101,15 +112,33 @@ def domain_xml(spec: DomainSpec) -> str:
         serial = ET.SubElement(devices, "serial", type="file")
         ET.SubElement(serial, "source", path=str(spec.boot.console_log))
         ET.SubElement(serial, "target", port="0")
+    aliases = [mdev_alias(i) if spec.hostdev_properties else None for i in range(len(spec.mdevs))]
     for index, uuid in enumerate(spec.mdevs):
         slot = None if spec.fixed_slot is None else spec.fixed_slot + index
-        devices.append(hostdev_element(uuid, slot))
+        devices.append(hostdev_element(uuid, slot, aliases[index]))
+    ET.register_namespace("qemu", QEMU_NS)
     if spec.qemu_args:
-        ET.register_namespace("qemu", QEMU_NS)
         commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")
         for arg in spec.qemu_args:
             ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=arg)
+    if spec.hostdev_properties:
+        override = ET.SubElement(domain, f"{{{QEMU_NS}}}override")
+        for alias in aliases:
+            device = ET.SubElement(override, f"{{{QEMU_NS}}}device", alias=str(alias))
+            frontend = ET.SubElement(device, f"{{{QEMU_NS}}}frontend")
+            for name, value in spec.hostdev_properties.items():
+                # QEMU's OnOffAuto properties ("enable-migration") take a string, not a bool:
+                # type='bool' gives "Invalid parameter type for 'enable-migration'".
+                ET.SubElement(
+                    frontend, f"{{{QEMU_NS}}}property", name=name, type="string", value=value
+                )
     return ET.tostring(domain, encoding="unicode")
+
+
+def mdev_alias(index: int) -> str:
+    """The user alias of the index-th mdev hostdev: QEMU's device id, and what
+    <qemu:override> names it by. libvirt requires user aliases to start with "ua-"."""
+    return f"ua-mdev{index}"
 
 
 def _pci_address(element: ET.Element | None) -> str | None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.mgmt.virsh import qmp
+from harness.mgmt.virsh import URI, qmp
 from harness.nested.qemu import open_files
 
 RUN_DIR = Path("/run/libvirt/qemu")
@@ -21,9 +21,12 @@ LOG_DIR = Path("/var/log/libvirt/qemu")
 class LibvirtQemu:
     domain: str
     trace_log: Path | None = None  # a `-D` file the domain's <qemu:commandline> asked for
+    uri: str = URI  # the connection (daemon) that runs the domain
+    run_dir: Path = RUN_DIR  # where that daemon keeps its pid files (a session's differ)
+    log_dir: Path = LOG_DIR
 
     def pid(self) -> int:
-        return int((RUN_DIR / f"{self.domain}.pid").read_text().strip())
+        return int((self.run_dir / f"{self.domain}.pid").read_text().strip())
 
     def trace(self) -> str:
         if self.trace_log is None:
@@ -39,16 +42,16 @@ class LibvirtQemu:
         return open_files(self.pid())
 
     def query_pci(self) -> list[dict[str, Any]]:
-        buses: list[dict[str, Any]] = qmp(self.domain, "query-pci")
+        buses: list[dict[str, Any]] = qmp(self.domain, "query-pci", uri=self.uri)
         return buses
 
     def run_state(self) -> str:
-        return str(qmp(self.domain, "query-status")["status"])
+        return str(qmp(self.domain, "query-status", uri=self.uri)["status"])
 
     def log(self) -> str:
         """libvirt's log of the domain: QEMU's command line, then its stderr."""
         try:
-            return (LOG_DIR / f"{self.domain}.log").read_text(errors="replace")
+            return (self.log_dir / f"{self.domain}.log").read_text(errors="replace")
         except OSError:
             return ""
 

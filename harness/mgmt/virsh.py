@@ -68,8 +68,8 @@ def holder(message: str) -> str | None:
     return found.group(1).rstrip(".") if found else None
 
 
-def virsh(*args: str, timeout: float = TIMEOUT_S) -> str:
-    argv = ["virsh", "-c", URI, *args]
+def virsh(*args: str, timeout: float = TIMEOUT_S, uri: str = URI) -> str:
+    argv = ["virsh", "-c", uri, *args]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
@@ -79,18 +79,20 @@ def virsh(*args: str, timeout: float = TIMEOUT_S) -> str:
     return done.stdout
 
 
-def qmp(domain: str, command: str, timeout: float = TIMEOUT_S, **arguments: Any) -> Any:
+def qmp(
+    domain: str, command: str, timeout: float = TIMEOUT_S, uri: str = URI, **arguments: Any
+) -> Any:
     """A QMP command's "return" value, through libvirt's monitor connection."""
     request: dict[str, Any] = {"execute": command}
     if arguments:
         request["arguments"] = arguments
-    out = virsh("qemu-monitor-command", domain, json.dumps(request), timeout=timeout)
+    out = virsh("qemu-monitor-command", domain, json.dumps(request), timeout=timeout, uri=uri)
     reply = json.loads(out)
     if "error" in reply:
         raise RuntimeError(f"QMP {command} on {domain}: {reply['error']}")
     return reply["return"]
 
 
-def state(domain: str) -> str:
+def state(domain: str, uri: str = URI) -> str:
     """`virsh domstate`: "running", "paused", "shut off", ..."""
-    return virsh("domstate", domain).strip()
+    return virsh("domstate", domain, uri=uri).strip()

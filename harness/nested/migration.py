@@ -84,6 +84,18 @@ def parse_migration_info(reply: dict[str, Any]) -> MigrationInfo:
     )
 
 
+class MigrationDriver(Protocol):
+    """What migration_checks needs of a migration: QMP's (Migration) or libvirt's."""
+
+    def start(self, hold: bool = True) -> None: ...
+
+    def info(self) -> MigrationInfo: ...
+
+    def allow_switchover(self) -> None: ...
+
+    def wait_for(self, done: Callable[[MigrationInfo], bool], timeout: float) -> MigrationInfo: ...
+
+
 class Migration:
     def __init__(self, source: Qmp, target: Qmp, uri: str) -> None:
         self.source = source

@@ -204,10 +204,12 @@ def test_virsh_failures_and_timeouts_are_virsh_errors(monkeypatch: pytest.Monkey
 def test_qmp_goes_through_libvirts_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[tuple[str, ...]] = []
 
-    def fake_virsh(*args: str, timeout: float) -> str:
-        asked.append(args)
+    def fake_virsh(*args: str, timeout: float, uri: str) -> str:
+        asked.append((uri, *args))
         return '{"return":{"status":"running"},"id":"libvirt-12"}'
 
     monkeypatch.setattr(virsh_mod, "virsh", fake_virsh)
     assert virsh_mod.qmp("hx-a", "query-status") == {"status": "running"}
-    assert asked == [("qemu-monitor-command", "hx-a", '{"execute": "query-status"}')]
+    assert asked == [
+        ("qemu:///system", "qemu-monitor-command", "hx-a", '{"execute": "query-status"}')
+    ]
