@@ -79,9 +79,15 @@ MIGRATE_URI = "tcp://127.0.0.1"  # the stream's address: L1's hostname may not r
 HOLD_MIB_S = 1  # `virsh migrate --bandwidth` while held (HOLD_PARAMETERS' max-bandwidth)
 SWITCHOVER_MIB_S = SWITCHOVER_PARAMETERS["max-bandwidth"] >> 20
 MIGRATE_TIMEOUT_S = 600.0
+# From `virsh migrate` to QEMU sending: libvirt starts the destination QEMU (TCG in a TCG L1,
+# on a host other VMs share) before the source begins.
+BEGIN_S = 180.0
 ACCEPT_S = 60.0
 DAEMON_START_S = 30.0
 POLL_S = 0.1
+# Between QMP polls through qemu-monitor-command: each holds the domain's job lock, which
+# libvirt's own steps of the migration wait for.
+MONITOR_POLL_S = 0.5
 
 # -- pure: the domains' XML and libvirt's numbers -----------------------------------------
 
@@ -106,7 +112,9 @@ def migrating_domain(
 
 
 def qtest_args(qtest_socket: Path, trace_log: Path) -> tuple[str, ...]:
-    return ("-qtest", f"unix:{qtest_socket}", "-trace", "enable=vfio_*", "-D", str(trace_log))
+    # -qtest-log: else QEMU logs every qtest message to stderr, libvirt's domain log.
+    qtest = ("-qtest", f"unix:{qtest_socket}", "-qtest-log", "/dev/null")
+    return (*qtest, "-trace", "enable=vfio_*", "-D", str(trace_log))
 
 
 def destination_xml(migratable: str, mdevs: Mapping[str, str], args: Mapping[str, str]) -> str:
@@ -336,8 +344,18 @@ class LibvirtMigration:
     virsh talks to both daemons)."""
 
     def __init__(
-        self, domain: str, dest_uri: str, dest_xml: Path, trace: Callable[[], str], out: Path
+        self,
+        domain: str,
+        dest_uri: str,
+        dest_xml: Path,
+        trace: Callable[[], str],
+        out: Path,
+        pump: Callable[[], None] = lambda: None,
     ) -> None:
+        # `pump`: reads what the source's qtest sent unasked. Its IRQ messages (the PIT's
+        # GSI 0, intercepted, ~36 a second) fill the socket while nobody reads it, and then
+        # QEMU's main loop blocks in the write: libvirt's migration never begins.
+        self.pump = pump
         self.domain = domain
         self.dest_uri = dest_uri
         self.dest_xml = dest_xml
@@ -346,6 +364,7 @@ class LibvirtMigration:
         self.process: subprocess.Popen[bytes] | None = None
         self.final: MigrationInfo | None = None
         self.argv: list[str] = []
+        self.begin_s: float | None = None  # from `virsh migrate` to QEMU sending
 
     def start(self, hold: bool = True) -> None:
         downtime = HOLD_PARAMETERS if hold else SWITCHOVER_PARAMETERS
@@ -358,6 +377,38 @@ class LibvirtMigration:
             self.process = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
             )
+        started = time.monotonic()
+        while self.running() and "vfio_save_setup" not in self.trace():
+            if time.monotonic() - started > BEGIN_S:
+                raise TimeoutError(
+                    f"QEMU did not begin sending {BEGIN_S:.0f} s after virsh; {self.stuck()}"
+                )
+            self._pump(POLL_S)
+        self.begin_s = round(time.monotonic() - started, 2)
+
+    def stuck(self) -> str:
+        """What each party says while a migration does not begin."""
+        said = []
+        asks: list[tuple[str, Callable[[], object]]] = [
+            ("source domjobinfo", lambda: virsh("domjobinfo", self.domain, timeout=15)),
+            ("source query-migrate", lambda: qmp(self.domain, "query-migrate", timeout=15)),
+            ("source query-status", lambda: qmp(self.domain, "query-status", timeout=15)),
+            (
+                "target query-migrate",
+                lambda: qmp(self.domain, "query-migrate", timeout=15, uri=self.dest_uri),
+            ),
+            ("target domstate", lambda: state(self.domain, uri=self.dest_uri)),
+        ]
+        for what, ask in asks:
+            try:
+                said.append(f"{what}: {str(ask()).strip()!r}")
+            except Exception as err:  # a diagnosis, whatever it hits
+                said.append(f"{what}: {err}")
+        if self.process is not None:
+            with contextlib.suppress(OSError):
+                wchan = Path(f"/proc/{self.process.pid}/wchan").read_text()
+                said.append(f"virsh migrate waits in {wchan}")
+        return "; ".join(said)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -365,6 +416,11 @@ class LibvirtMigration:
     def info(self) -> MigrationInfo:
         if not self.running():
             return self.finish()
+        if "vfio_save_setup" not in self.trace():
+            # libvirt is still preparing: its migration job cannot begin while a
+            # qemu-monitor-command holds the domain ("cannot acquire state change lock (held
+            # by monitor=qemuDispatchDomainMonitorCommand)"), so ask QEMU only once it sends.
+            return MigrationInfo(status="none")
         try:
             return parse_migration_info(qmp(self.domain, "query-migrate"))
         except (VirshError, RuntimeError):
@@ -410,7 +466,13 @@ class LibvirtMigration:
                 return info
             if time.monotonic() > deadline:
                 raise TimeoutError(f"migration still {info.status} after {timeout:.0f} s: {info}")
-            time.sleep(POLL_S)
+            self._pump(MONITOR_POLL_S)
+
+    def _pump(self, seconds: float) -> None:
+        if self.running():
+            with contextlib.suppress(Exception):  # the source QEMU may be gone at any time
+                self.pump()
+        time.sleep(seconds)
 
     def abort(self) -> None:
         if self.running():
@@ -507,10 +569,17 @@ class Setup:
         replace = {str(source_socket): str(target_socket), str(source_trace): str(target_trace)}
         migratable = virsh("dumpxml", "--migratable", DOMAIN)
         dest.write_text(destination_xml(migratable, {source_uuid: target_uuid}, replace))
-        self.migration = LibvirtMigration(
-            DOMAIN, self.daemon.uri, dest, source.qemu.trace, workdir / "virsh-migrate.out"
-        )
         scenario = _scenario(source, source_uuid, source_group)
+        client = source.qtest.client
+        assert client is not None
+        self.migration = LibvirtMigration(
+            DOMAIN,
+            self.daemon.uri,
+            dest,
+            source.qemu.trace,
+            workdir / "virsh-migrate.out",
+            pump=client.poll,
+        )
 
         def target_machine() -> Scenario:
             target.qtest.accept(_alive(target.qemu))
@@ -534,10 +603,13 @@ class Setup:
             self.migration.abort()
             with contextlib.suppress(OSError):
                 report["virsh_migrate"] = tail(self.migration.out.read_text(errors="replace"), 5)
+            report["virsh_migrate_begin_s"] = self.migration.begin_s
         for name in ("source", "target"):
             with contextlib.suppress(OSError):
                 text = (self.workdir / name / "trace.log").read_text(errors="replace")
                 report[f"trace_tail_{name}"] = tail(text, 20)
+        report["libvirt_log_source"] = tail(LibvirtQemu(DOMAIN).log(), 10)
+        report["libvirt_log_target"] = tail(self.daemon.qemu(DOMAIN, Path()).log(), 10)
         report["cleanup"] = _cleanup(self.daemon, self.defined)
         for qtest in self.sockets:
             qtest.close()

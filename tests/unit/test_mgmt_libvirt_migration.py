@@ -96,6 +96,8 @@ def test_migrating_domain_runs_the_halting_firmware_with_migration_on() -> None:
     assert args == [
         "-qtest",
         "unix:/w/s/qtest.sock",
+        "-qtest-log",
+        "/dev/null",
         "-trace",
         "enable=vfio_*",
         "-D",
