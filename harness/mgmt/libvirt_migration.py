@@ -22,10 +22,10 @@ mdev UUID as ABI-compatible.
 
 The migration is held in pre-copy as in the plain run: `--bandwidth 1` (MiB/s) and
 `migrate-setmaxdowntime 1` until allow_switchover() lifts both (`migrate-setmaxdowntime`,
-`migrate-setspeed`, and QMP `avail-switchover-bandwidth`, which virsh has no command for).
-While it runs, its progress is QMP `query-migrate` through `qemu-monitor-command`; at its end
-libvirt ends the source QEMU, so the final numbers are `virsh domjobinfo --completed` and
-the device state bytes are what QEMU's trace says it read from the device (libvirt 11.3's job
+`migrate-setspeed`). Its progress is `virsh domjobinfo`: `qemu-monitor-command` is a job of
+its own that waits for the migration to end (it timed out after 120 s). At the end libvirt
+ends the source QEMU, so the final numbers are `virsh domjobinfo --completed`, and the device
+state bytes are what QEMU's trace says it read from the device (libvirt 11.3's job
 statistics have no VFIO entry).
 """
 
@@ -60,7 +60,6 @@ from harness.nested.migration import (
     SWITCHOVER_PARAMETERS,
     MigrationInfo,
     halting_firmware,
-    parse_migration_info,
 )
 from harness.nested.migration_checks import MigrationRun, pins_held, run_migration_checks
 from harness.nested.qemu import qemu_version
@@ -153,9 +152,20 @@ def _number(fields: Mapping[str, str], key: str) -> int | None:
     return int(value[0]) if value and value[0].isdigit() else None
 
 
-def completed_info(jobinfo: str, ok: bool, error: str | None = None) -> MigrationInfo:
-    """`virsh domjobinfo --completed` as query-migrate's MigrationInfo (ms and page counts
-    are exact there; byte counts virsh rounds, so none are taken)."""
+# `virsh domjobinfo`'s "Job type" as query-migrate's status.
+JOB_STATUS = {
+    "None": "none",
+    "Unbounded": "active",
+    "Bounded": "active",
+    "Completed": "completed",
+    "Failed": "failed",
+    "Cancelled": "cancelled",
+}
+
+
+def job_info(jobinfo: str, error: str | None = None) -> MigrationInfo:
+    """`virsh domjobinfo` (with --completed or not) as query-migrate's MigrationInfo. Times
+    and page counts are exact there; byte counts virsh rounds, so none are taken."""
     fields = parse_jobinfo(jobinfo)
     ram = {
         "normal": _number(fields, "Normal pages"),
@@ -163,12 +173,21 @@ def completed_info(jobinfo: str, ok: bool, error: str | None = None) -> Migratio
         "dirty-sync-count": _number(fields, "Iteration"),
     }
     return MigrationInfo(
-        status="completed" if ok else "failed",
+        status=JOB_STATUS.get(fields.get("Job type", "None"), "none"),
         total_ms=_number(fields, "Time elapsed"),
         downtime_ms=_number(fields, "Total downtime"),
         setup_ms=_number(fields, "Setup time"),
         ram={k: v for k, v in ram.items() if v is not None},
         error=error,
+    )
+
+
+def completed_info(jobinfo: str, ok: bool, error: str | None = None) -> MigrationInfo:
+    """How a finished `virsh migrate` ended: `ok` (it exited 0) decides the status."""
+    info = job_info(jobinfo, error)
+    status = "completed" if ok else "failed"
+    return MigrationInfo(
+        status, info.total_ms, info.downtime_ms, info.setup_ms, None, info.ram, error
     )
 
 
@@ -391,8 +410,6 @@ class LibvirtMigration:
         said = []
         asks: list[tuple[str, Callable[[], object]]] = [
             ("source domjobinfo", lambda: virsh("domjobinfo", self.domain, timeout=15)),
-            ("source query-migrate", lambda: qmp(self.domain, "query-migrate", timeout=15)),
-            ("source query-status", lambda: qmp(self.domain, "query-status", timeout=15)),
             (
                 "target query-migrate",
                 lambda: qmp(self.domain, "query-migrate", timeout=15, uri=self.dest_uri),
@@ -422,8 +439,10 @@ class LibvirtMigration:
             # by monitor=qemuDispatchDomainMonitorCommand)"), so ask QEMU only once it sends.
             return MigrationInfo(status="none")
         try:
-            return parse_migration_info(qmp(self.domain, "query-migrate"))
-        except (VirshError, RuntimeError):
+            # Not QMP through qemu-monitor-command: that is a MODIFY job, which waits for
+            # the migration to end; domjobinfo is a query libvirt answers meanwhile.
+            return job_info(virsh("domjobinfo", self.domain))
+        except VirshError:
             if not self.running():  # libvirt ended the source QEMU in between
                 return self.finish()
             raise
@@ -451,12 +470,11 @@ class LibvirtMigration:
         return self.final
 
     def allow_switchover(self) -> None:
+        """libvirt's two knobs, which it takes during the job. Not QEMU's
+        avail-switchover-bandwidth, which the plain run also lifts: qemu-monitor-command
+        would wait for the migration's end; with 20 s allowed the switchover comes anyway."""
         virsh("migrate-setmaxdowntime", self.domain, str(SWITCHOVER_PARAMETERS["downtime-limit"]))
         virsh("migrate-setspeed", self.domain, str(SWITCHOVER_MIB_S))
-        lift: dict[str, Any] = {
-            "avail-switchover-bandwidth": SWITCHOVER_PARAMETERS["avail-switchover-bandwidth"]
-        }
-        qmp(self.domain, "migrate-set-parameters", **lift)
 
     def wait_for(self, done: Callable[[MigrationInfo], bool], timeout: float) -> MigrationInfo:
         deadline = time.monotonic() + timeout

@@ -137,8 +137,11 @@ class Migration:
             time.sleep(POLL_S)
 
 
-# QEMU's trace event for each VFIO device state it sets: "... (hmdev) PRE_COPY" and the like.
-_SET_STATE = re.compile(r"^vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$")
+# QEMU's trace event for each VFIO device state it sets: "... (hmdev) PRE_COPY" and the like;
+# with `-msg timestamp=on` (libvirt's QEMUs) each line starts "PID@SECONDS:".
+_SET_STATE = re.compile(
+    r"^(?:\d+@[\d.]+:)?vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$"
+)
 
 
 def device_states(trace: str) -> list[str]:

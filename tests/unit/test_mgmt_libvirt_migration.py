@@ -15,6 +15,7 @@ from harness.mgmt.libvirt_migration import (
     completed_info,
     destination_xml,
     device_bytes_read,
+    job_info,
     migrating_domain,
     parse_jobinfo,
 )
@@ -172,3 +173,18 @@ def test_device_bytes_are_summed_from_the_save_block_events() -> None:
     )
     assert device_bytes_read(trace) == 1048576 + 440
     assert device_bytes_read("") == 0
+
+
+def test_a_running_job_is_active_with_its_iterations() -> None:
+    running = """\
+Job type:         Unbounded
+Operation:        Outgoing migration
+Time elapsed:     6481         ms
+Iteration:        3
+Constant pages:   32700
+Normal pages:     120
+"""
+    info = job_info(running)
+    assert info.status == "active" and not info.finished
+    assert info.ram == {"normal": 120, "duplicate": 32700, "dirty-sync-count": 3}
+    assert job_info("Job type:         None\n").status == "none"

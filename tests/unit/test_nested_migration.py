@@ -47,6 +47,16 @@ def test_device_states_of_a_real_source_trace() -> None:
     assert device_states("vfio_region_read  (x:region0+0xc0, 4) = 0x4\n") == []
 
 
+def test_device_states_with_libvirts_timestamps() -> None:
+    # libvirt runs QEMU with `-msg timestamp=on`: every trace line starts "PID@SECONDS:".
+    trace = (
+        "1186@1796642578.491991:vfio_migration_set_device_state  (45cf16bf) state PRE_COPY\n"
+        "1186@1796642578.910053:vfio_migration_set_device_state  (45cf16bf) state STOP_COPY\n"
+        "1018@1796642579.136193:vfio_region_read  (45cf16bf:region0+0x98, 4) = 0x1\n"
+    )
+    assert device_states(trace) == ["PRE_COPY", "STOP_COPY"]
+
+
 def test_query_migrate_replies_parse() -> None:
     assert parse_migration_info({}).status == "none"
     reply = {
