@@ -447,6 +447,16 @@ class LibvirtMigration:
                 return self.finish()
             raise
 
+    def target_info(self) -> MigrationInfo:
+        """The destination's side: libvirt resumes it before `virsh migrate` exits, so it
+        has loaded once virsh succeeded and the domain runs there."""
+        if self.running():
+            return MigrationInfo(status="active")
+        final = self.finish()
+        if final.status == "completed" and state(self.domain, uri=self.dest_uri) != "running":
+            return MigrationInfo(status="active")
+        return MigrationInfo(status=final.status, error=final.error)
+
     def finish(self) -> MigrationInfo:
         """Once `virsh migrate` exited: how it ended, from the source's completed job."""
         if self.final is None:

@@ -91,6 +91,8 @@ class MigrationDriver(Protocol):
 
     def info(self) -> MigrationInfo: ...
 
+    def target_info(self) -> MigrationInfo: ...
+
     def allow_switchover(self) -> None: ...
 
     def wait_for(self, done: Callable[[MigrationInfo], bool], timeout: float) -> MigrationInfo: ...
@@ -139,8 +141,9 @@ class Migration:
 
 # QEMU's trace event for each VFIO device state it sets: "... (hmdev) PRE_COPY" and the like;
 # with `-msg timestamp=on` (libvirt's QEMUs) each line starts "PID@SECONDS:".
+TRACE_LINE_PREFIX = r"(?:\d+@[\d.]+:)?"
 _SET_STATE = re.compile(
-    r"^(?:\d+@[\d.]+:)?vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$"
+    rf"^{TRACE_LINE_PREFIX}vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$"
 )
 
 

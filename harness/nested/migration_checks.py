@@ -33,7 +33,12 @@ from harness.core.checks import (
 )
 from harness.nested import pci
 from harness.nested.checks import Results
-from harness.nested.migration import MigrationDriver, MigrationInfo, device_states
+from harness.nested.migration import (
+    TRACE_LINE_PREFIX,
+    MigrationDriver,
+    MigrationInfo,
+    device_states,
+)
 from harness.nested.scenario import Scenario, dma_ok
 from harness.nested.step2_pci import check_enable, check_found
 from harness.nested.step5_irqs import MSI_DATA, SENTINEL, clear_irqs, msi_configure, wait_ram
@@ -194,7 +199,9 @@ def check_dirty_during_precopy(m: MigrationRun) -> None:
 
 
 _DIRTY = re.compile(
-    r"^vfio_get_dirty_bitmap iova=(0x[0-9a-f]+) size= ?(0x[0-9a-f]+) .*\bdirty_pages=(\d+)", re.M
+    rf"^{TRACE_LINE_PREFIX}vfio_get_dirty_bitmap iova=(0x[0-9a-f]+) size= ?(0x[0-9a-f]+) "
+    r".*\bdirty_pages=(\d+)",
+    re.M,
 )
 
 

@@ -25,12 +25,12 @@ class LineReader:
         self._buffer = b""
 
     def readline(self, timeout: float) -> str | None:
-        """The next line without its newline, or None if none came within `timeout`."""
+        """The next line without its newline, or None if none came within `timeout`.
+        A `timeout` of 0 still takes what already arrived: a peer whose unread messages fill
+        the socket blocks in its write (QEMU's main loop, for qtest's IRQ messages)."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
+            left = max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self.sock], [], [], left)
             if not ready:
                 return None

@@ -159,3 +159,6 @@ def test_dirty_pages_reported_sums_the_containers_bitmaps() -> None:
     # 4 kept pinned pages at 0x4000ff0 are reported at every sync of their range: not news.
     assert dirty_pages_reported(trace, kept=4, kept_at=0x4000FF0) == 12
     assert dirty_pages_reported(trace, kept=4, kept_at=0xE000_0000) == 20  # in no range
+    # libvirt's QEMUs run with -msg timestamp=on: every trace line starts "PID@SECONDS:".
+    stamped = "".join(f"573@1796652870.729371:{line}\n" for line in trace.splitlines())
+    assert dirty_pages_reported(stamped) == 20

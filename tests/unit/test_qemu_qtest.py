@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def test_irq_messages_before_a_reply_are_collected(
     assert seen == ["outl 0xcf8 0x80000800", "inl 0xcfc"]
     assert [(e.line, e.raised) for e in client.irq_events] == [(16, True), (16, False)]
     assert client.requests == 2
+
+
+def test_poll_without_waiting_takes_what_already_arrived() -> None:
+    # A poll(0) that read nothing left QEMU's unread IRQ messages to fill the socket, and
+    # QEMU's main loop then blocked writing the next one.
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        client = QtestClient(ours, timeout=2.0, alive=lambda: None)
+        theirs.sendall(b"IRQ raise 0\nIRQ lower 0\n" * 500)
+        time.sleep(0.05)
+        client.poll()
+        assert len(client.irq_events) == 1000
+        client.poll()  # nothing more: returns at once
+        assert len(client.irq_events) == 1000
 
 
 def test_failures_name_the_request(scripted: Callable[[Peer], QtestClient]) -> None:
