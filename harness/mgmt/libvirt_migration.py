@@ -483,8 +483,19 @@ class LibvirtMigration:
         """libvirt's two knobs, which it takes during the job. Not QEMU's
         avail-switchover-bandwidth, which the plain run also lifts: qemu-monitor-command
         would wait for the migration's end; with 20 s allowed the switchover comes anyway."""
-        virsh("migrate-setmaxdowntime", self.domain, str(SWITCHOVER_PARAMETERS["downtime-limit"]))
-        virsh("migrate-setspeed", self.domain, str(SWITCHOVER_MIB_S))
+        knobs = (
+            ("migrate-setspeed", str(SWITCHOVER_MIB_S)),
+            ("migrate-setmaxdowntime", str(SWITCHOVER_PARAMETERS["downtime-limit"])),
+        )
+        for command, value in knobs:
+            try:
+                virsh(command, self.domain, value)
+            except VirshError:
+                # The first knob may already have let it finish: the source then no longer
+                # runs ("Requested operation is not valid: domain is not running").
+                if state(self.domain) == "running":
+                    raise
+                return
 
     def wait_for(self, done: Callable[[MigrationInfo], bool], timeout: float) -> MigrationInfo:
         deadline = time.monotonic() + timeout
