@@ -84,9 +84,9 @@ BEGIN_S = 180.0
 ACCEPT_S = 60.0
 DAEMON_START_S = 30.0
 POLL_S = 0.1
-# Between QMP polls through qemu-monitor-command: each holds the domain's job lock, which
-# libvirt's own steps of the migration wait for.
-MONITOR_POLL_S = 0.5
+# Between `virsh domjobinfo` polls: each is a query job libvirt serializes with its own
+# steps of the migration.
+JOBINFO_POLL_S = 0.5
 
 # -- pure: the domains' XML and libvirt's numbers -----------------------------------------
 
@@ -505,7 +505,7 @@ class LibvirtMigration:
                 return info
             if time.monotonic() > deadline:
                 raise TimeoutError(f"migration still {info.status} after {timeout:.0f} s: {info}")
-            self._pump(MONITOR_POLL_S)
+            self._pump(JOBINFO_POLL_S)
 
     def _pump(self, seconds: float) -> None:
         if self.running():
