@@ -443,7 +443,9 @@ class LibvirtMigration:
             # the migration to end; domjobinfo is a query libvirt answers meanwhile.
             return job_info(virsh("domjobinfo", self.domain))
         except VirshError:
-            if not self.running():  # libvirt ended the source QEMU in between
+            # libvirt ended the source QEMU in between ("domain is not running"), maybe
+            # before virsh migrate, its client, has exited: finish() waits for that.
+            if not self.running() or state(self.domain) != "running":
                 return self.finish()
             raise
 
