@@ -13,10 +13,13 @@ only make the failures readable. Standard library only: the guest gets this tree
 from __future__ import annotations
 
 import errno
+import time
 import traceback
 from collections.abc import Callable, Collection
+from typing import TypeVar
 
 PAGE = 4096
+T = TypeVar("T")
 
 
 class CheckError(AssertionError):
@@ -26,6 +29,21 @@ class CheckError(AssertionError):
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise CheckError(message)
+
+
+def poll_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
+    """`probe()`'s first truthy value within `timeout`, else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float, interval: float = 0.05) -> None:
+    """Poll `done`; a CheckError naming `what` if it does not hold within `timeout`."""
+    expect(poll_for(done, timeout, interval), f"no {what} within {timeout:.0f} s")
 
 
 def equal(actual: object, expected: object, what: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.core.checks import CheckError, equal, expect
+from harness.core.checks import CheckError, equal, expect, poll_for
 from harness.mgmt.domain_xml import (
     NATIVE_PCIE_HOTPLUG,
     DirectBoot,
@@ -134,23 +134,13 @@ class Context:
         return path
 
 
-def wait_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
-    """`probe()`'s first truthy value within `timeout`, else its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def ours(qemu: LibvirtQemu) -> list[PciFunction]:
     return matching(qemu.query_pci(), r.PCI_VENDOR_ID, r.PCI_DEVICE_ID)
 
 
 def our_function(qemu: LibvirtQemu, timeout: float = 0.0) -> PciFunction:
     """Our one function in the domain's query-pci, with the contract's BAR sizes."""
-    found = wait_for(lambda: ours(qemu), timeout)
+    found = poll_for(lambda: ours(qemu), timeout)
     expect(
         len(found) == 1,
         f"{qemu.domain}: query-pci lists {len(found)} functions "
@@ -221,7 +211,7 @@ def check_destroy_frees(x: Context) -> None:
     pid = LibvirtQemu(x.names["a"]).pid()
     x.timed("destroy_s", lambda: virsh("destroy", x.names["a"]))
     expect(
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10.0),
+        poll_for(lambda: not Path(f"/proc/{pid}").exists(), 10.0),
         f"QEMU {pid} of {x.names['a']} still runs 10 s after `virsh destroy`",
     )
     x.timed("start_second_s", lambda: virsh("start", x.names["b"]))
@@ -291,7 +281,7 @@ def check_req_reaches_qemu(x: Context) -> None:
             new = qemu.log()[log_before:].splitlines()
             return [line for line in new if x.uuid in line]
 
-        lines = x.timed("req_answer_s", lambda: wait_for(answered, REQ_WAIT_S))
+        lines = x.timed("req_answer_s", lambda: poll_for(answered, REQ_WAIT_S))
         x.seen["req_qemu_log"] = lines
         expect(
             not removal.finished(),
@@ -323,7 +313,7 @@ def _console(path: Path) -> str:
 
 def _guest_sees(console: Path, count: int, timeout: float) -> bool:
     """Whether the guest's last report is `count` of our functions, within `timeout`."""
-    return bool(wait_for(lambda: ours_seen(_console(console))[-1:] == [count], timeout, 0.2))
+    return bool(poll_for(lambda: ours_seen(_console(console))[-1:] == [count], timeout, 0.2))
 
 
 def l1_kernel() -> Path:
@@ -358,7 +348,7 @@ def check_unplug_honoured(x: Context) -> None:
 
     x.timed("detach_s", lambda: virsh("detach-device", name, str(hostdev), "--live", timeout=90))
     gone = x.timed(
-        "detach_gone_s", lambda: wait_for(lambda: uuid not in _hostdev_uuids(name), UNPLUG_S)
+        "detach_gone_s", lambda: poll_for(lambda: uuid not in _hostdev_uuids(name), UNPLUG_S)
     )
     expect(gone, f"{name} still lists the mdev {UNPLUG_S:.0f} s after detach-device")
     expect(

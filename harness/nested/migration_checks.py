@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import random
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from harness.core.checks import (
     first_difference,
     pages_spanned,
     pattern,
+    wait_until,
 )
 from harness.nested import pci
 from harness.nested.checks import Results
@@ -157,7 +157,9 @@ def check_held_in_precopy(m: MigrationRun) -> None:
     info = m.migration.wait_for(lambda i: i.ram.get("dirty-sync-count", 0) >= 2, WAIT_S)
     equal(info.status, "active", "migration status after the first pass over RAM")
     wait_until(
-        lambda: "PRE_COPY" in device_states(m.source.qemu.trace()), "the source device in PRE_COPY"
+        lambda: "PRE_COPY" in device_states(m.source.qemu.trace()),
+        "the source device in PRE_COPY",
+        WAIT_S,
     )
     m.numbers["ram_pages_before_writes"] = info.ram.get("normal", 0)
 
@@ -255,15 +257,17 @@ def check_state_path(m: MigrationRun) -> None:
 
 def check_target_runs(m: MigrationRun) -> None:
     # The source reports completed once it sent everything; the target may still be loading.
-    wait_until(lambda: m.migration.target_info().status == "completed", "the target loaded")
+    wait_until(lambda: m.migration.target_info().status == "completed", "the target loaded", WAIT_S)
     m.target = m.target_machine()
     wait_until(
-        lambda: device_states(m.t.qemu.trace())[-1:] == ["RUNNING"], "the target device RUNNING"
+        lambda: device_states(m.t.qemu.trace())[-1:] == ["RUNNING"],
+        "the target device RUNNING",
+        WAIT_S,
     )
     states = device_states(m.t.qemu.trace())
     m.numbers["target_states"] = states
     expect("RESUMING" in states, f"the target device never entered RESUMING: {states}")
-    wait_until(lambda: m.t.qemu.run_state() == "running", "the target VM running")
+    wait_until(lambda: m.t.qemu.run_state() == "running", "the target VM running", WAIT_S)
 
 
 def check_target_config(m: MigrationRun) -> None:
@@ -344,18 +348,10 @@ def pins_settle(m: MigrationRun, expected: int, what: str) -> None:
         return seen[-1] == expected
 
     try:
-        wait_until(settled, what, timeout=PINS_SETTLE_S)
+        wait_until(settled, what, PINS_SETTLE_S)
     except CheckError:
         message = f"{what}: {seen[-1]}, expected {expected} (last readings {seen[-5:]})"
         raise CheckError(message) from None
-
-
-def wait_until(done: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Poll `done`; a CheckError naming `what` if it does not hold within `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        expect(time.monotonic() < deadline, f"no {what} within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def run_migration_checks(

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.checks import PAGE, equal, expect, first_difference
+from harness.core.checks import PAGE, equal, expect, first_difference, wait_until
 from harness.nested.checks import Results
 from harness.nested.live_migration import close_all, machine_scenario, migrating_qemu
 from harness.nested.migration import Migration, device_states, halting_firmware
-from harness.nested.migration_checks import STRETCH, WAIT_S, wait_until
+from harness.nested.migration_checks import STRETCH, WAIT_S
 from harness.nested.qemu import L1Qemu, qemu_version
 from harness.nested.run import create_mdev
 from harness.nested.scenario import Scenario, dma_ok
@@ -85,10 +85,13 @@ def _source_survived(f: FailureRun, what: str) -> None:
     """Running, device RUNNING, state intact, a DMA works."""
     s = f.source
     # QEMU reports the failure before its clean-up puts the device back in RUNNING.
-    wait_until(lambda: s.qemu.run_state() == "running", f"the source VM running after {what}")
+    wait_until(
+        lambda: s.qemu.run_state() == "running", f"the source VM running after {what}", WAIT_S
+    )
     wait_until(
         lambda: device_states(s.qemu.trace())[-1:] == ["RUNNING"],
         f"the source device back in RUNNING after {what}",
+        WAIT_S,
     )
     equal(s.r.read(r.REG_SCRATCH0), f.scratch, f"the source's scratch register after {what}")
     got = s.machine.mem_read(s.bar2 + PAGE, len(f.stretch))
@@ -183,7 +186,7 @@ def check_corrupt_stream_refused(f: FailureRun) -> None:
     expect(got == f.stretch, f"BAR2 loaded from the file: {first_difference(got, f.stretch)}")
     # The source stopped for the file migration ("postmigrate"): it goes on.
     f.source_qemu.qmp.execute("cont")
-    wait_until(lambda: f.source.qemu.run_state() == "running", "the source running again")
+    wait_until(lambda: f.source.qemu.run_state() == "running", "the source running again", WAIT_S)
     _source_survived(f, "the corrupted stream's refusal")
 
 
@@ -202,7 +205,7 @@ def _wait_loaded(qemu: L1Qemu) -> None:
         expect(status != "failed", "the target failed to load the untouched stream")
         return status == "completed"
 
-    wait_until(loaded, "the untouched stream loaded")
+    wait_until(loaded, "the untouched stream loaded", WAIT_S)
 
 
 def run_failure_checks(f: FailureRun) -> Results:

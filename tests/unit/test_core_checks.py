@@ -14,7 +14,9 @@ from harness.core.checks import (
     equal,
     expect_errno,
     pages_spanned,
+    poll_for,
     same_bytes,
+    wait_until,
 )
 
 
@@ -60,3 +62,17 @@ def test_pages_spanned() -> None:
     assert pages_spanned(0, 4096) == 1
     assert pages_spanned(4095, 2) == 2
     assert pages_spanned(4096 - 0x10, 3 * 4096 + 123) == 5
+
+
+def test_poll_for_returns_the_first_truthy_value_or_the_last() -> None:
+    readings = iter([0, 0, 7, 9])
+    assert poll_for(lambda: next(readings), timeout=5.0, interval=0.0) == 7
+    assert poll_for(lambda: [], timeout=0.0) == []
+
+
+def test_wait_until_names_what_never_came() -> None:
+    calls = iter(range(10))
+    wait_until(lambda: next(calls) == 2, "the third call", 5.0, 0.0)
+    assert next(calls) == 3
+    with pytest.raises(CheckError, match=r"no the device in RUNNING within 0 s"):
+        wait_until(lambda: False, "the device in RUNNING", 0.0)
