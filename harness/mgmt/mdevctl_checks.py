@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: MIT
 """mdevctl against our sysfs layer, in an L1 with systemd, udev and mdevctl (issue 19 part 2).
 
-    report = run_checks("/tmp/vfio_harness_mdev.ko")   # our module loaded, as tests/vm/l1.py does
+    report = run_checks(Driver.ours("/tmp/vfio_harness_mdev.ko"))   # loaded, as tests/vm/l1.py does
+    report = run_checks(Driver("/tmp/mtty.ko", "mtty", "mtty", "mtty-2", "mtty-1"))
+
+Nothing here is particular to our driver: any mdev driver's parent and two of its types (one
+of them may be given twice) go through the same steps.
 
 After every step sysfs must hold exactly the devices the step leaves, and mdevctl's lists and
 types must agree with our sysfs view (harness.mdev.mdevctl). The module reloads use the path
@@ -86,9 +90,43 @@ def journal_since(epoch: float, tag: str = "mdevctl") -> list[str]:
     return done.stdout.splitlines()[-5:]
 
 
+@dataclass(frozen=True)
+class Driver:
+    """The mdev driver under test, loaded before the checks run."""
+
+    module: str  # the .ko the reload steps insmod again
+    name: str  # its name in /sys/module, for rmmod
+    parent: str  # its parent device (/sys/class/mdev_bus/PARENT)
+    auto_type: str  # the type defined --auto (also the one created through sysfs)
+    manual_type: str  # the type defined for manual start
+
+    @classmethod
+    def ours(cls, module: str) -> Driver:
+        return cls(
+            module,
+            contract.MODULE_NAME,
+            contract.PARENT_NAME,
+            contract.SMALL.type_id,
+            contract.LARGE.type_id,
+        )
+
+    @classmethod
+    def from_args(cls, args: list[str]) -> Driver:
+        """`MODULE_KO` (ours) or `MODULE_KO NAME PARENT AUTO_TYPE MANUAL_TYPE`; a PARENT of
+        "-" is the one parent that offers AUTO_TYPE (the driver must be loaded)."""
+        if len(args) == 1:
+            return cls.ours(args[0])
+        if len(args) != 5:
+            raise ValueError(f"expected MODULE_KO [NAME PARENT AUTO_TYPE MANUAL_TYPE], got {args}")
+        module, name, parent, auto_type, manual_type = args
+        if parent == "-":
+            parent = MdevSysfs().find_type(auto_type).parent_name
+        return cls(module, name, parent, auto_type, manual_type)
+
+
 @dataclass
 class Session:
-    module: str
+    driver: Driver
     auto: Definition
     manual: Definition
     direct: str  # created through sysfs, never defined
@@ -121,9 +159,9 @@ class Session:
         self.defined[definition.uuid] = definition
 
     def reload_module(self) -> float:
-        """rmmod and insmod ours; the time insmod returned (the parent is registered by then)."""
-        must(["rmmod", contract.MODULE_NAME])
-        must(["insmod", self.module])
+        """rmmod and insmod the driver; the time insmod returned (its parent is registered)."""
+        must(["rmmod", self.driver.name])
+        must(["insmod", self.driver.module])
         return time.monotonic()
 
     def stop_ours(self) -> None:
@@ -152,9 +190,10 @@ class Session:
         self.agree(self.running(self.auto, self.manual), "a refused second start")
 
     def sysfs_created(self) -> None:
-        MdevSysfs().create(contract.SMALL.type_id, self.direct, parent=contract.PARENT_NAME)
+        parent, mdev_type = self.driver.parent, self.driver.auto_type
+        MdevSysfs().create(mdev_type, self.direct, parent=parent)
         devices = self.running(self.auto, self.manual)
-        devices[self.direct] = SysfsDevice(contract.PARENT_NAME, contract.SMALL.type_id)
+        devices[self.direct] = SysfsDevice(parent, mdev_type)
         self.agree(devices, "creating a device through sysfs")
         must(["mdevctl", "stop", "-u", self.direct])
         self.agree(self.running(self.auto, self.manual), "mdevctl stop of that device")
@@ -240,15 +279,15 @@ class Session:
 
         if self.runtime_rule_written:
             attempt(f"remove {udev_rule.RUNTIME}", self.drop_runtime_rule)
-        if not Path("/sys/module", contract.MODULE_NAME).exists():
-            attempt("insmod our module again", lambda: must(["insmod", self.module]))
+        if not Path("/sys/module", self.driver.name).exists():
+            attempt("insmod the driver again", lambda: must(["insmod", self.driver.module]))
         for name in self.ours:
             sysfs = MdevSysfs()
             if name in sysfs.device_uuids():
                 attempt(f"remove device {name}", sysfs.device(name).remove)
             for path in CONFIG_DIR.glob(f"*/{name}"):
                 attempt(f"remove {path}", path.unlink)
-        parent_dir = CONFIG_DIR / contract.PARENT_NAME
+        parent_dir = CONFIG_DIR / self.driver.parent
         if not self.config_dir_existed and parent_dir.is_dir() and not any(parent_dir.iterdir()):
             attempt(f"remove {parent_dir}", parent_dir.rmdir)
         left = [name for name in self.ours if name in MdevSysfs().device_uuids()]
@@ -271,18 +310,18 @@ def packaged_rule_info() -> dict[str, Any]:
 
 
 @contextmanager
-def session(module: str) -> Iterator[tuple[Session, list[str]]]:
+def session(driver: Driver) -> Iterator[tuple[Session, list[str]]]:
     """A session with fresh UUIDs; its cleanup's problems land in the yielded list."""
 
-    def fresh(mtype: contract.RefType, start: Start) -> Definition:
-        return Definition(str(uuid_mod.uuid4()), contract.PARENT_NAME, mtype.type_id, start)
+    def fresh(mdev_type: str, start: Start) -> Definition:
+        return Definition(str(uuid_mod.uuid4()), driver.parent, mdev_type, start)
 
     made = Session(
-        module,
-        fresh(contract.SMALL, Start.AUTO),
-        fresh(contract.LARGE, Start.MANUAL),
+        driver,
+        fresh(driver.auto_type, Start.AUTO),
+        fresh(driver.manual_type, Start.MANUAL),
         str(uuid_mod.uuid4()),
-        config_dir_existed=(CONFIG_DIR / contract.PARENT_NAME).exists(),
+        config_dir_existed=(CONFIG_DIR / driver.parent).exists(),
     )
     problems: list[str] = []
     try:
@@ -291,11 +330,11 @@ def session(module: str) -> Iterator[tuple[Session, list[str]]]:
         problems += made.cleanup()
 
 
-def run_checks(module: str) -> dict[str, Any]:
+def run_checks(driver: Driver) -> dict[str, Any]:
     started = time.monotonic()
     results = Results(titles=STEP_TITLES)
     version = command(["mdevctl", "--version"]).stdout.strip()
-    with session(module) as (s, cleanup_problems):
+    with session(driver) as (s, cleanup_problems):
         results.run("1.agree_before", s.before)
         results.run("2.define", s.define_both)
         results.run("3.start", s.start, needs=["2.define"])
@@ -311,6 +350,11 @@ def run_checks(module: str) -> dict[str, Any]:
         "timings": s.timings,
         "packaged_rule": packaged_rule_info(),
         "mdevctl_version": version,
+        "driver": {
+            "name": driver.name,
+            "parent": driver.parent,
+            "types": [driver.auto_type, driver.manual_type],
+        },
         "cleanup": cleanup_problems,
         "wall_s": round(time.monotonic() - started, 1),
     }

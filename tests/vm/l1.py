@@ -8,6 +8,7 @@ checks' JSON report, and the kernel log lines that must fail a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,26 @@ from harness.vm.machine import Vm
 from harness.vm.saved_state import start_vm
 
 GUEST = Path(__file__).parent / "guest"
-GUEST_KO = f"/tmp/{contract.MODULE_NAME}.ko"
+MODULE_NAME = contract.MODULE_NAME
+GUEST_KO = f"/tmp/{MODULE_NAME}.ko"
 # Not top-level recipes: `--kernel all` means every vm_images/*.toml (vm_images/README.md).
 NESTED_RECIPE = Path("nested") / "bookworm-nested.toml"
 LIBVIRT_RECIPE = Path("nested") / "trixie-libvirt.toml"
 KERNEL_TROUBLE = re.compile(
     r"WARNING:|BUG:|Oops|Call Trace|general protection fault|UBSAN:|KASAN:|refcount_t:"
 )
+
+
+@dataclass(frozen=True)
+class GuestDriver:
+    """An mdev driver's .ko on this host, and its module name."""
+
+    ko: Path
+    name: str
+
+    @property
+    def guest_ko(self) -> str:
+        return f"/tmp/{self.name}.ko"
 
 
 def l1_image(recipe: Path) -> BuiltImage:
@@ -74,9 +89,10 @@ def kernel_trouble(log: str, marker: str) -> list[str]:
 def last_json(stdout: str, stderr: str) -> dict[str, Any]:
     """The checks' report: their last stdout line; a clear failure when there is none."""
     lines = stdout.strip().splitlines()
-    try:
-        report: dict[str, Any] = json.loads(lines[-1])
-    except (IndexError, json.JSONDecodeError):
+    report: dict[str, Any] | None = None
+    with contextlib.suppress(json.JSONDecodeError):
+        report = json.loads(lines[-1]) if lines else None
+    if not isinstance(report, dict):  # outside the except: no chained traceback
         pytest.fail(
             "the L1 checks printed no report:\n"
             f"stdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}",
@@ -93,28 +109,30 @@ def run_in_l1(
     uploads: Sequence[tuple[Path, str]] = (),
     memory_mib: int = 1024,
     fault: int = 0,
+    driver: GuestDriver | None = None,
 ) -> tuple[dict[str, Any], list[str], Vm]:
-    """In a fresh L1 of `image`: insmod our module, run `script` (a guest Python file) with
-    `args`, rmmod. (its report, what else went wrong, the VM afterwards). `fault`: load the
-    test build with these bits of kmod/faults.h switched on."""
-    try:
-        module = build_vendor_module(image, faults=bool(fault))
-    except VendorModuleError as err:
-        pytest.fail(str(err), pytrace=False)
+    """In a fresh L1 of `image`: insmod our module (or `driver`), run `script` (a guest
+    Python file) with `args`, rmmod. (its report, what else went wrong, the VM afterwards).
+    `fault`: load the test build of ours with these bits of kmod/faults.h switched on."""
+    if driver is None:
+        try:
+            driver = GuestDriver(build_vendor_module(image, faults=bool(fault)), MODULE_NAME)
+        except VendorModuleError as err:
+            pytest.fail(str(err), pytrace=False)
     problems: list[str] = []
     with start_vm(image, memory_mib=memory_mib) as vm:
         marker = f"vfio-harness {script.stem} {uuid.uuid4()}"
         vm.run(f"echo '{marker}' >/dev/kmsg")
-        vm.ssh.put(module, GUEST_KO)
+        vm.ssh.put(driver.ko, driver.guest_ko)
         for local, remote in uploads:
             vm.ssh.put(local, remote)
-        vm.run(f"insmod {GUEST_KO}" + (f" fault={fault}" if fault else ""))
+        vm.run(f"insmod {driver.guest_ko}" + (f" fault={fault}" if fault else ""))
         try:
             run = run_guest_python(
                 vm, script.read_text(encoding="utf-8"), args=args, timeout=timeout, check=False
             )
         finally:
-            rmmod = vm.ssh.run(f"rmmod {contract.MODULE_NAME}", 60, check=False)
+            rmmod = vm.ssh.run(f"rmmod {driver.name}", 60, check=False)
             log = vm.run("dmesg")
     report = last_json(run.stdout, run.stderr)
     if run.exit_status != 0:

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""The in-guest (L1) half of tests/vm/test_mdevctl.py, run with our module already loaded.
+"""The in-guest (L1) half of tests/vm/test_mdevctl.py, run with the driver already loaded.
 
-    python3 mdevctl_checks.py MODULE_KO
+    python3 mdevctl_checks.py MODULE_KO                                   # our module
+    python3 mdevctl_checks.py MODULE_KO NAME PARENT AUTO_TYPE MANUAL_TYPE  # any mdev driver
+    (PARENT "-": the parent that offers AUTO_TYPE)
 
 Runs harness.mgmt.mdevctl_checks (MODULE_KO is reloaded by the autostart steps) and prints one
 JSON report as the last stdout line.
@@ -12,11 +14,11 @@ from __future__ import annotations
 import json
 import sys
 
-from harness.mgmt.mdevctl_checks import run_checks
+from harness.mgmt.mdevctl_checks import Driver, run_checks
 
 
 def main(argv: list[str]) -> int:
-    print(json.dumps(run_checks(argv[1])))
+    print(json.dumps(run_checks(Driver.from_args(argv[1:]))))
     return 0
 
 
