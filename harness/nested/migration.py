@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.nested.trace import event_lines
+
 # x86 firmware images are mapped to end at 4 GiB and must be a multiple of 64 KiB; the CPU
 # starts 16 bytes below the end.
 FIRMWARE_SIZE = 64 * 1024
@@ -139,18 +141,14 @@ class Migration:
             time.sleep(POLL_S)
 
 
-# QEMU's trace event for each VFIO device state it sets: "... (hmdev) PRE_COPY" and the like;
-# with `-msg timestamp=on` (libvirt's QEMUs) each line starts "PID@SECONDS:".
-TRACE_LINE_PREFIX = r"(?:\d+@[\d.]+:)?"
-_SET_STATE = re.compile(
-    rf"^{TRACE_LINE_PREFIX}vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$"
-)
+# QEMU's trace event for each VFIO device state it sets: "... (hmdev) PRE_COPY" and the like.
+_SET_STATE = re.compile(r"^vfio_migration_set_device_state\b.*?\b([A-Z][A-Z_0-9]+)\s*$")
 
 
 def device_states(trace: str) -> list[str]:
     """The VFIO migration states QEMU moved the device through, in order (from its trace)."""
     found = []
-    for line in trace.splitlines():
+    for line in event_lines(trace):
         match = _SET_STATE.search(line.strip())
         if match:
             found.append(match.group(1))

@@ -34,7 +34,6 @@ from harness.core.checks import (
 from harness.nested import pci
 from harness.nested.checks import Results
 from harness.nested.migration import (
-    TRACE_LINE_PREFIX,
     MigrationDriver,
     MigrationInfo,
     device_states,
@@ -42,6 +41,7 @@ from harness.nested.migration import (
 from harness.nested.scenario import Scenario, dma_ok
 from harness.nested.step2_pci import check_enable, check_found
 from harness.nested.step5_irqs import MSI_DATA, SENTINEL, clear_irqs, msi_configure, wait_ram
+from harness.nested.trace import event_lines
 from harness.refdev import registers as r
 
 TITLES = {
@@ -201,9 +201,7 @@ def check_dirty_during_precopy(m: MigrationRun) -> None:
 
 
 _DIRTY = re.compile(
-    rf"^{TRACE_LINE_PREFIX}vfio_get_dirty_bitmap iova=(0x[0-9a-f]+) size= ?(0x[0-9a-f]+) "
-    r".*\bdirty_pages=(\d+)",
-    re.M,
+    r"^vfio_get_dirty_bitmap iova=(0x[0-9a-f]+) size= ?(0x[0-9a-f]+) .*\bdirty_pages=(\d+)"
 )
 
 
@@ -211,7 +209,11 @@ def dirty_pages_reported(trace: str, kept: int = 0, kept_at: int = 0) -> int:
     """The pages the container reported dirty to QEMU, summed over the syncs in `trace`, less
     the `kept` pinned pages at `kept_at`, which every sync of their range reports again."""
     total = 0
-    for iova, size, count in _DIRTY.findall(trace):
+    for line in event_lines(trace):
+        found = _DIRTY.match(line)
+        if not found:
+            continue
+        iova, size, count = found.groups()
         low = int(iova, 16)
         covers = low <= kept_at < low + int(size, 16)
         total += int(count) - (kept if covers else 0)

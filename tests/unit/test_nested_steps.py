@@ -53,6 +53,16 @@ def test_mapped_ranges_follow_adds_and_deletes() -> None:
     assert not covered(mapped_ranges(later), 0x400_0000, 16)
 
 
+def test_libvirts_timestamped_trace_reads_the_same() -> None:
+    # libvirt starts QEMU with -msg timestamp=on: every line begins "PID@SECONDS:".
+    stamped = "".join(f"492@1796654191.18855{i % 10}:{line}\n" for i, line in enumerate(
+        TRACE.splitlines()))  # fmt: skip
+    assert trace_lines(stamped, "vfio_region_setup") == trace_lines(TRACE, "vfio_region_setup")
+    assert mapped_ranges(stamped) == mapped_ranges(TRACE)
+    step1_qemu.check_trace_device(stamped, UUID)
+    step1_qemu.check_trace_irqs(stamped)
+
+
 def test_step1_accepts_qemus_account_of_our_device() -> None:
     step1_qemu.check_trace_device(TRACE, UUID)
     step1_qemu.check_trace_regions(TRACE, 1 << 20)
