@@ -94,11 +94,11 @@ class QtestMachine:
         return len(self.qtest.irq_events)
 
     def intx_delivered(self, device: Probed, mark: int, timeout: float) -> list[str]:
-        self.qtest.wait_irq(lambda e: e.raised, mark, timeout)
-        return [_describe(e) for e in self.qtest.irq_events[mark:] if e.raised]
+        self.qtest.wait_irq(_pci_intx_raised, mark, timeout)
+        return [_describe(e) for e in self.qtest.irq_events[mark:] if _pci_intx_raised(e)]
 
     def intx_settled(self, device: Probed, mark: int, timeout: float) -> str | None:
-        raised = [e for e in self.qtest.irq_events[mark:] if e.raised]
+        raised = [e for e in self.qtest.irq_events[mark:] if _pci_intx_raised(e)]
         if not raised:
             return "no INTx was raised to settle"
         line = raised[-1].line
@@ -113,6 +113,15 @@ class QtestMachine:
         if again:
             return f"IOAPIC input {line} was raised again after the acknowledgement"
         return None
+
+
+# q35 routes PCI INTx through PIRQ A-H to IOAPIC inputs 16-23. Inputs 0-15 are the ISA
+# interrupts, which a running machine raises too (the PIT's timer on input 2, or 0).
+FIRST_PCI_GSI = 16
+
+
+def _pci_intx_raised(event: IrqEvent) -> bool:
+    return event.raised and event.line >= FIRST_PCI_GSI
 
 
 def _describe(event: IrqEvent) -> str:
