@@ -51,6 +51,10 @@ class DomainSpec:
     # vfio-pci properties libvirt has no XML for, set on each mdev through <qemu:override>
     # ("enable-migration": "on"); the hostdevs are then named ua-mdev0, ua-mdev1, ...
     hostdev_properties: Mapping[str, str] = field(default_factory=dict)
+    # An ivshmem-plain device with this much shared memory (<shmem>), named after the domain:
+    # a RAM region on a PCI BAR, which QEMU DMA-maps while the guest enables the BAR. It goes
+    # on pcie.0 after the mdevs when they have a fixed slot (else behind a PCI bridge).
+    shmem_mib: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,13 @@ def hostdev_element(
     if alias is not None:
         ET.SubElement(hostdev, "alias", name=alias)
     if root_slot is not None:
-        ET.SubElement(
-            hostdev, "address", type="pci", domain="0", bus="0", slot=str(root_slot), function="0"
-        )
+        hostdev.append(pci_address_element(root_slot))
     return hostdev
+
+
+def pci_address_element(root_slot: int) -> ET.Element:
+    """A device's <address> on pcie.0 (bus 0)."""
+    return ET.Element("address", type="pci", domain="0", bus="0", slot=str(root_slot), function="0")
 
 
 def hostdev_xml(uuid: str) -> str:
@@ -116,6 +123,13 @@ def domain_xml(spec: DomainSpec) -> str:
     for index, uuid in enumerate(spec.mdevs):
         slot = None if spec.fixed_slot is None else spec.fixed_slot + index
         devices.append(hostdev_element(uuid, slot, aliases[index]))
+    if spec.shmem_mib:
+        shmem = ET.SubElement(devices, "shmem", name=spec.name)
+        ET.SubElement(shmem, "model", type="ivshmem-plain")
+        ET.SubElement(shmem, "size", unit="M").text = str(spec.shmem_mib)
+        if spec.fixed_slot is not None:
+            slot = spec.fixed_slot + len(spec.mdevs)
+            shmem.append(pci_address_element(slot))
     ET.register_namespace("qemu", QEMU_NS)
     if spec.qemu_args:
         commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")

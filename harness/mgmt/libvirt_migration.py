@@ -11,11 +11,9 @@ the work directory; root's virsh reaches it as `qemu+unix:///session?socket=...`
 runs as that user: the target mdev's /dev/vfio/GROUP is lent to the user meanwhile, and the
 daemon gets an unlimited RLIMIT_MEMLOCK (VFIO pins guest pages).
 
-Each domain: type 'qemu' (TCG: under KVM an MSI goes to KVM's irqchip and never reaches the
-RAM where qtest looks), a firmware that only halts as its <loader type='rom'>, the mdev on
-pcie.0 (no firmware assigns bus numbers behind root ports, and qtest scans bus 0), QEMU's
-`enable-migration=on` on it through <qemu:override> (without a dirty tracker QEMU 10 blocks
-migrating it), and through <qemu:commandline> a qtest socket we listen on and a VFIO trace.
+Each domain is a qtest domain (harness/mgmt/qtest_domain.py), with QEMU's
+`enable-migration=on` on the mdev through <qemu:override> (without a dirty tracker QEMU 10
+blocks migrating it).
 The destination's XML (`virsh migrate --xml`) is the source's `dumpxml --migratable` with
 the other mdev's UUID and the destination's own socket and trace: libvirt accepts a changed
 mdev UUID as ABI-compatible.
@@ -37,7 +35,6 @@ import pwd
 import random
 import re
 import signal
-import socket
 import subprocess
 import time
 import traceback
@@ -49,8 +46,17 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.checks import equal, expect
-from harness.mgmt.domain_xml import QEMU_NS, DomainSpec, domain_xml
+from harness.mgmt.domain_xml import QEMU_NS
 from harness.mgmt.libvirt_qemu import LibvirtQemu
+from harness.mgmt.qtest_domain import (
+    QTEST_SOCKET,
+    TRACE_LOG,
+    QtestSocket,
+    alive,
+    qtest_domain,
+    qtest_scenario,
+    side_dir,
+)
 from harness.mgmt.virsh import URI, VirshError, qmp, state, virsh
 from harness.nested.checks import Results
 from harness.nested.machine import Probed
@@ -63,17 +69,12 @@ from harness.nested.migration import (
 )
 from harness.nested.migration_checks import MigrationRun, pins_held, run_migration_checks
 from harness.nested.qemu import qemu_version
-from harness.nested.qtest_machine import QtestMachine
 from harness.nested.run import create_mdev, remove_mdev, tail
 from harness.nested.scenario import Regs, Scenario
-from harness.qemu.qtest import QtestClient
 from harness.refdev import contract as c
 
 DOMAIN = "vfio-harness-mig"
 SESSION_USER = "vfio-harness-mig"
-MEMORY_MIB = 128
-DMA_LENGTH = 3 * 4096 + 123
-SLOT = 5  # the mdev's slot on pcie.0
 MIGRATE_URI = "tcp://127.0.0.1"  # the stream's address: L1's hostname may not resolve
 HOLD_MIB_S = 1  # `virsh migrate --bandwidth` while held (HOLD_PARAMETERS' max-bandwidth)
 SWITCHOVER_MIB_S = SWITCHOVER_PARAMETERS["max-bandwidth"] >> 20
@@ -81,7 +82,6 @@ MIGRATE_TIMEOUT_S = 600.0
 # From `virsh migrate` to QEMU sending: libvirt starts the destination QEMU (TCG in a TCG L1,
 # on a host other VMs share) before the source begins.
 BEGIN_S = 180.0
-ACCEPT_S = 60.0
 DAEMON_START_S = 30.0
 POLL_S = 0.1
 # Between `virsh domjobinfo` polls: each is a query job libvirt serializes with its own
@@ -91,29 +91,10 @@ JOBINFO_POLL_S = 0.5
 # -- pure: the domains' XML and libvirt's numbers -----------------------------------------
 
 
-def migrating_domain(
-    uuid: str, firmware: Path, qtest_socket: Path, trace_log: Path, domain_type: str = "qemu"
-) -> str:
-    """The source domain: our mdev on pcie.0 with QEMU's migration of it enabled, driven
-    through qtest, running a firmware that only halts."""
-    spec = DomainSpec(
-        DOMAIN,
-        "kvm" if domain_type == "kvm" else "qemu",
-        memory_mib=MEMORY_MIB,
-        mdevs=(uuid,),
-        spare_root_ports=0,
-        fixed_slot=SLOT,
-        loader=str(firmware),
-        hostdev_properties={"enable-migration": "on"},
-        qemu_args=qtest_args(qtest_socket, trace_log),
-    )
-    return domain_xml(spec)
-
-
-def qtest_args(qtest_socket: Path, trace_log: Path) -> tuple[str, ...]:
-    # -qtest-log: else QEMU logs every qtest message to stderr, libvirt's domain log.
-    qtest = ("-qtest", f"unix:{qtest_socket}", "-qtest-log", "/dev/null")
-    return (*qtest, "-trace", "enable=vfio_*", "-D", str(trace_log))
+def migrating_domain(uuid: str, firmware: Path, qtest_socket: Path, trace_log: Path) -> str:
+    """The source domain: a qtest domain with QEMU's migration of our mdev enabled."""
+    properties = {"enable-migration": "on"}
+    return qtest_domain(DOMAIN, uuid, firmware, qtest_socket, trace_log, properties)
 
 
 def destination_xml(migratable: str, mdevs: Mapping[str, str], args: Mapping[str, str]) -> str:
@@ -311,50 +292,6 @@ class SessionDaemon:
             subprocess.run(["userdel", self.user], check=False, capture_output=True)
 
 
-# -- qtest over a socket libvirt's QEMU connects to ---------------------------------------
-
-
-class QtestSocket:
-    """A socket QEMU's `-qtest unix:PATH` connects to, which its user (not root) may use."""
-
-    def __init__(self, path: Path) -> None:
-        path.unlink(missing_ok=True)
-        self.path = path
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(path))
-        path.chmod(0o777)
-        self.listener.listen(1)
-        self.client: QtestClient | None = None
-
-    def accept(self, alive: Callable[[], str | None]) -> QtestClient:
-        """QEMU connected while starting (the backlog took it): take the connection."""
-        self.listener.settimeout(ACCEPT_S)
-        try:
-            conn, _ = self.listener.accept()
-        except TimeoutError:
-            raise RuntimeError(f"no QEMU connected to {self.path} in {ACCEPT_S:.0f} s") from None
-        conn.settimeout(None)
-        self.client = QtestClient(conn, alive=alive)
-        return self.client
-
-    def close(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(OSError):
-                self.client.close()
-        self.listener.close()
-
-
-def _alive(qemu: LibvirtQemu) -> Callable[[], str | None]:
-    def why_gone() -> str | None:
-        try:
-            pid = qemu.pid()
-        except (OSError, ValueError):
-            return f"the QEMU of domain {qemu.domain} is gone (no pid file)"
-        return None if Path(f"/proc/{pid}").exists() else f"QEMU {pid} of {qemu.domain} is gone"
-
-    return why_gone
-
-
 # -- the migration ------------------------------------------------------------------------
 
 
@@ -538,17 +475,14 @@ class Side:
 
 
 def _side(workdir: Path, name: str) -> tuple[Path, Path]:
-    directory = workdir / name
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o777)  # libvirt-qemu writes the trace here, the session user too
-    return directory / "qtest.sock", directory / "trace.log"
+    directory = side_dir(workdir, name)  # the session user's QEMU writes the target's
+    return directory / QTEST_SOCKET, directory / TRACE_LOG
 
 
 def _scenario(side: Side, uuid: str, group: str) -> Scenario:
     client = side.qtest.client
     assert client is not None
-    machine = QtestMachine(client, MEMORY_MIB << 20)
-    return Scenario(machine, side.qemu, uuid, group, c.SMALL.mem_size, DMA_LENGTH)
+    return qtest_scenario(client, side.qemu, uuid, group)
 
 
 def check_source_ended(m: MigrationRun, source: LibvirtQemu, pid: int) -> None:
@@ -600,7 +534,7 @@ class Setup:
         virsh("define", str(xml))
         self.defined = True
         virsh("start", DOMAIN)
-        source.qtest.accept(_alive(source.qemu))
+        source.qtest.accept(alive(source.qemu))
         source_pid = source.qemu.pid()
 
         target_qemu = self.daemon.qemu(DOMAIN, target_trace)
@@ -623,7 +557,7 @@ class Setup:
         )
 
         def target_machine() -> Scenario:
-            target.qtest.accept(_alive(target.qemu))
+            target.qtest.accept(alive(target.qemu))
             on_target = _scenario(target, target_uuid, target_group)
             found = scenario.dev
             on_target.device = Probed(found.bdf, found.vendor, found.device, dict(found.bars))

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from harness.core.checks import PAGE, expect
 from harness.nested.machine import Machine, Probed
+from harness.nested.qemu import VFIO_DEVICE_ID
 from harness.refdev import registers as r
 
 
@@ -75,6 +76,7 @@ class Scenario:
     group: str
     mem_size: int
     dma_length: int  # bytes per DMA check: qtest copies several pages, L2 a few hundred bytes
+    qdev_id: str = VFIO_DEVICE_ID  # our vfio-pci device's id in QEMU (libvirt: its alias)
     device: Probed | None = None
     ivshmem: Probed | None = None
     regs: Regs | None = None

@@ -57,8 +57,8 @@ def check_msi_capability(s: Scenario) -> None:
 def check_qemu_pci_view(s: Scenario) -> None:
     """QEMU's own device model (QMP query-pci) agrees with what the guest found."""
     devices = [d for bus in s.qemu.query_pci() for d in bus.get("devices", [])]
-    ours = [d for d in devices if d.get("qdev_id") == "hmdev"]
-    expect(len(ours) == 1, f"QMP query-pci lists no vfio-pci device 'hmdev': {devices}")
+    ours = [d for d in devices if d.get("qdev_id") == s.qdev_id]
+    expect(len(ours) == 1, f"QMP query-pci lists no vfio-pci device {s.qdev_id!r}: {devices}")
     ids = ours[0]["id"]
     equal((ids["vendor"], ids["device"]), (r.PCI_VENDOR_ID, r.PCI_DEVICE_ID), "QEMU's device IDs")
     sizes = {region["bar"]: region["size"] for region in ours[0].get("regions", [])}

@@ -67,6 +67,17 @@ def test_fixed_slots_put_the_mdevs_on_the_root_bus() -> None:
     assert addresses == [("pci", "0", "5"), ("pci", "0", "6")]
 
 
+def test_shared_memory_is_an_ivshmem_plain_next_to_the_fixed_mdevs() -> None:
+    spec = DomainSpec("d", "qemu", mdevs=("u1",), spare_root_ports=0, fixed_slot=5, shmem_mib=1)
+    shmem = ET.fromstring(domain_xml(spec)).find("devices/shmem")
+    assert shmem is not None and shmem.get("name") == "d"
+    model, size, address = shmem.find("model"), shmem.find("size"), shmem.find("address")
+    assert model is not None and model.get("type") == "ivshmem-plain"
+    assert size is not None and (size.get("unit"), size.text) == ("M", "1")
+    assert address is not None and (address.get("bus"), address.get("slot")) == ("0", "6")
+    assert ET.fromstring(domain_xml(DomainSpec("d", "qemu"))).find("devices/shmem") is None
+
+
 def test_qemu_args_go_to_the_qemu_namespace_in_order() -> None:
     text = domain_xml(DomainSpec("hx-q", "qemu", qemu_args=("-trace", "enable=vfio_*")))
     args = ET.fromstring(text).findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")

@@ -31,6 +31,8 @@ from harness.vm.machine import Vm
 from harness.vm.saved_state import start_vm
 
 GUEST = Path(__file__).parent / "guest"
+# Every check of harness/nested/steps.py on a qtest machine; a run that reports fewer lost some.
+STEPS_QTEST = 23
 MODULE_NAME = contract.MODULE_NAME
 GUEST_KO = f"/tmp/{MODULE_NAME}.ko"
 # Not top-level recipes: `--kernel all` means every vm_images/*.toml (vm_images/README.md).

@@ -35,16 +35,14 @@ from harness.kmod.builder import ModuleBuildError, build_module
 from harness.plugin.policy import vm_required
 from harness.vm.accel import choose_accelerator
 from harness.vm.machine import Vm
-from tests.vm.l1 import GUEST, host_qemu_version, nested_image, run_in_l1
+from tests.vm.l1 import GUEST, STEPS_QTEST, host_qemu_version, nested_image, run_in_l1
 
 pytestmark = pytest.mark.vm
 
 GUEST_CHECKS = GUEST / "nested_checks.py"
 L2_DRIVER = Path(__file__).parent / "l2_driver"
 OPT_IN_ENV = "HARNESS_NESTED_L2"
-# Every check of harness/nested/steps.py; a run that reports fewer lost some.
-STEPS_QTEST = 23
-STEPS_L2 = 22  # no 5.err_irq: it stops the machine
+STEPS_L2 = STEPS_QTEST - 1  # no 5.err_irq: it stops the machine
 
 RecordProperty = Callable[[str, object], None]
 
