@@ -12,7 +12,9 @@ types must agree with our sysfs view (harness.mdev.mdevctl). The module reloads 
 given, so the autostart is checked against the module the test built. Everything the checks
 create (definitions, devices, the runtime udev rule) is removed at the end whatever failed;
 what could not be is listed under "cleanup". The report is JSON-able: {"results": {check: "ok"
-| what broke}, "seconds", "timings", "packaged_rule", "mdevctl_version", "cleanup", "wall_s"}.
+| what broke}, "seconds", "timings", "packaged_rule", "mdevctl_version", "driver", "cleanup",
+"wall_s"}. The driver must offer three devices of its --auto type at once when both types are
+the same (a vendor's one type), else two of it and one of the other.
 """
 
 from __future__ import annotations
@@ -330,8 +332,27 @@ def session(driver: Driver) -> Iterator[tuple[Session, list[str]]]:
         problems += made.cleanup()
 
 
+def missing_capacity(driver: Driver) -> str | None:
+    """What the driver lacks for the steps, which hold three devices at once (step 4): two
+    of its --auto type and one of its manual type."""
+    wanted = {driver.auto_type: 2}
+    wanted[driver.manual_type] = wanted.get(driver.manual_type, 0) + 1
+    parent = MdevSysfs().parent(driver.parent)
+    short = []
+    for mdev_type, count in wanted.items():
+        free = parent.type(mdev_type).available_instances
+        if free < count:
+            short.append(f"{mdev_type}: {free} available, the steps need {count} at once")
+    return f"parent {driver.parent}: " + "; ".join(short) if short else None
+
+
 def run_checks(driver: Driver) -> dict[str, Any]:
+    """The report; with "setup" instead of results when the driver cannot hold the steps'
+    devices."""
     started = time.monotonic()
+    lacking = missing_capacity(driver)
+    if lacking is not None:
+        return {"results": {}, "setup": lacking, "cleanup": [], "wall_s": 0.0}
     results = Results(titles=STEP_TITLES)
     version = command(["mdevctl", "--version"]).stdout.strip()
     with session(driver) as (s, cleanup_problems):

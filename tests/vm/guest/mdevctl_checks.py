@@ -14,11 +14,17 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.mdev import MdevError
 from harness.mgmt.mdevctl_checks import Driver, run_checks
 
 
 def main(argv: list[str]) -> int:
-    print(json.dumps(run_checks(Driver.from_args(argv[1:]))))
+    try:
+        driver = Driver.from_args(argv[1:])
+    except (ValueError, MdevError) as err:  # no such type or parent: say so in the report
+        print(json.dumps({"results": {}, "setup": str(err), "cleanup": []}))
+        return 0
+    print(json.dumps(run_checks(driver)))
     return 0
 
 
