@@ -31,6 +31,14 @@ def expect(condition: bool, message: str) -> None:
         raise CheckError(message)
 
 
+def attempt(problems: list[str], what: str, action: Callable[[], object]) -> None:
+    """One step of a clean-up: its failure goes into `problems`, and the next step runs."""
+    try:
+        action()
+    except Exception as exc:  # whatever broke, the rest of the clean-up must still run
+        problems.append(f"{what}: {type(exc).__name__}: {exc}")
+
+
 def poll_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
     """`probe()`'s first truthy value within `timeout`, else its last value."""
     deadline = time.monotonic() + timeout
@@ -43,7 +51,7 @@ def poll_for(probe: Callable[[], T], timeout: float, interval: float = 0.5) -> T
 
 def wait_until(done: Callable[[], bool], what: str, timeout: float, interval: float = 0.05) -> None:
     """Poll `done`; a CheckError naming `what` if it does not hold within `timeout`."""
-    expect(poll_for(done, timeout, interval), f"no {what} within {timeout:.0f} s")
+    expect(poll_for(done, timeout, interval), f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def equal(actual: object, expected: object, what: str) -> None:

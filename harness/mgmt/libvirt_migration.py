@@ -30,6 +30,7 @@ statistics have no VFIO entry).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pwd
 import random
@@ -45,8 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.core.checks import equal, expect
-from harness.mgmt.domain_xml import QEMU_NS
+from harness.core.checks import attempt, equal, expect, poll_for
+from harness.mgmt.domain_xml import QEMU_NS, mdev_alias
 from harness.mgmt.libvirt_qemu import LibvirtQemu
 from harness.mgmt.qtest_domain import (
     QTEST_SOCKET,
@@ -57,7 +58,7 @@ from harness.mgmt.qtest_domain import (
     qtest_scenario,
     side_dir,
 )
-from harness.mgmt.virsh import URI, VirshError, qmp, state, virsh
+from harness.mgmt.virsh import URI, VirshError, state, virsh
 from harness.nested.checks import Results
 from harness.nested.machine import Probed
 from harness.nested.migration import (
@@ -67,7 +68,7 @@ from harness.nested.migration import (
     MigrationInfo,
     halting_firmware,
 )
-from harness.nested.migration_checks import MigrationRun, pins_held, run_migration_checks
+from harness.nested.migration_checks import MigrationRun, pins_settle, run_migration_checks
 from harness.nested.qemu import qemu_version
 from harness.nested.run import create_mdev, remove_mdev, tail
 from harness.nested.scenario import Regs, Scenario
@@ -277,7 +278,11 @@ class SessionDaemon:
         entry = pwd.getpwnam(self.user)
         os.chown(node, entry.pw_uid, entry.pw_gid)
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """End the daemon and whatever else runs as the user (the virtlogd it may have
+        started outlives it), give back the lent nodes, remove the user we added; what could
+        not be done."""
+        problems = []
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -285,11 +290,39 @@ class SessionDaemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(30)
-        for node, (uid, gid) in self.lent.items():
-            with contextlib.suppress(OSError):
-                os.chown(node, uid, gid)
         if self.added_user:
-            subprocess.run(["userdel", self.user], check=False, capture_output=True)
+            problems += self._end_processes()
+        for node, (uid, gid) in self.lent.items():
+            try:
+                os.chown(node, uid, gid)
+            except OSError as err:
+                problems.append(f"giving {node} back to {uid}:{gid}: {err}")
+        if self.added_user:
+            done = subprocess.run(["userdel", self.user], check=False, capture_output=True)
+            if done.returncode != 0:
+                problems.append(f"userdel {self.user}: {done.stderr.decode(errors='replace')}")
+        return problems
+
+    def _end_processes(self) -> list[str]:
+        uid = pwd.getpwnam(self.user).pw_uid
+        for signum, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            for pid in _pids_of(uid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+            if poll_for(lambda: not _pids_of(uid), wait_s, POLL_S):
+                return []
+        return [f"processes of {self.user} left running: {_pids_of(uid)}"]
+
+
+def _pids_of(uid: int) -> list[int]:
+    """The processes running as `uid` (L1 has no procps: no pgrep)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+    return found
 
 
 # -- the migration ------------------------------------------------------------------------
@@ -309,7 +342,7 @@ class LibvirtMigration:
         pump: Callable[[], None] = lambda: None,
     ) -> None:
         # `pump`: reads what the source's qtest sent unasked. Its IRQ messages (the PIT's
-        # GSI 0, intercepted, ~36 a second) fill the socket while nobody reads it, and then
+        # IOAPIC input 0, intercepted, ~36 a second) fill the socket while nobody reads it, and then
         # QEMU's main loop blocks in the write: libvirt's migration never begins.
         self.pump = pump
         self.domain = domain
@@ -348,8 +381,8 @@ class LibvirtMigration:
         asks: list[tuple[str, Callable[[], object]]] = [
             ("source domjobinfo", lambda: virsh("domjobinfo", self.domain, timeout=15)),
             (
-                "target query-migrate",
-                lambda: qmp(self.domain, "query-migrate", timeout=15, uri=self.dest_uri),
+                "target domjobinfo",
+                lambda: virsh("domjobinfo", self.domain, timeout=15, uri=self.dest_uri),
             ),
             ("target domstate", lambda: state(self.domain, uri=self.dest_uri)),
         ]
@@ -482,7 +515,7 @@ def _side(workdir: Path, name: str) -> tuple[Path, Path]:
 def _scenario(side: Side, uuid: str, group: str) -> Scenario:
     client = side.qtest.client
     assert client is not None
-    return qtest_scenario(client, side.qemu, uuid, group)
+    return qtest_scenario(client, side.qemu, uuid, group, mdev_alias(0))
 
 
 def check_source_ended(m: MigrationRun, source: LibvirtQemu, pid: int) -> None:
@@ -493,7 +526,7 @@ def check_source_ended(m: MigrationRun, source: LibvirtQemu, pid: int) -> None:
         expect(time.monotonic() < deadline, f"source QEMU {pid} still runs 30 s after migrating")
         time.sleep(POLL_S)
     equal(state(source.domain), "shut off", "the source domain after the migration")
-    equal(pins_held() - m.baseline_pins, 0, "pins held once libvirt ended the source QEMU")
+    pins_settle(m, 0, "pins held once libvirt ended the source QEMU")
 
 
 @dataclass
@@ -509,17 +542,16 @@ class Setup:
 
     def prepare(
         self, seed: int, report: dict[str, Any]
-    ) -> tuple[MigrationRun, Callable[..., None]]:
+    ) -> tuple[MigrationRun, Callable[[MigrationRun], None]]:
         """Both mdevs, the session daemon, the running source domain (driven through qtest)
         and the destination's XML: the checks' MigrationRun and their last check."""
         workdir = self.workdir
         firmware = halting_firmware(workdir / "halt.bin")
         firmware.chmod(0o644)
-        (source_uuid, source_group), (target_uuid, target_group) = (
-            create_mdev(c.SMALL),
-            create_mdev(c.SMALL),
-        )
-        self.mdevs += [source_uuid, target_uuid]
+        source_uuid, source_group = create_mdev(c.SMALL)
+        self.mdevs.append(source_uuid)  # removed by cleanup() even if the next one fails
+        target_uuid, target_group = create_mdev(c.SMALL)
+        self.mdevs.append(target_uuid)
         report["mdevs"] = {"source": source_uuid, "target": target_uuid, "type": c.SMALL.type_id}
         self.daemon.start()
         self.daemon.lend_group(target_group)
@@ -574,24 +606,31 @@ class Setup:
         return run, lambda m: check_source_ended(m, source.qemu, source_pid)
 
     def cleanup(self, report: dict[str, Any]) -> None:
+        """Every step runs whatever the one before hit; report["cleanup"] lists what failed."""
+        problems: list[str] = []
         if self.migration is not None:
-            self.migration.abort()
+            attempt(problems, "abort virsh migrate", self.migration.abort)
             with contextlib.suppress(OSError):
                 report["virsh_migrate"] = tail(self.migration.out.read_text(errors="replace"), 5)
             report["virsh_migrate_begin_s"] = self.migration.begin_s
         for name in ("source", "target"):
             with contextlib.suppress(OSError):
-                text = (self.workdir / name / "trace.log").read_text(errors="replace")
+                text = (self.workdir / name / TRACE_LOG).read_text(errors="replace")
                 report[f"trace_tail_{name}"] = tail(text, 20)
         report["libvirt_log_source"] = tail(LibvirtQemu(DOMAIN).log(), 10)
         report["libvirt_log_target"] = tail(self.daemon.qemu(DOMAIN, Path()).log(), 10)
-        report["cleanup"] = _cleanup(self.daemon, self.defined)
+        attempt(
+            problems,
+            "destroy the domains",
+            lambda: problems.extend(_cleanup(self.daemon, self.defined)),
+        )
         for qtest in self.sockets:
-            qtest.close()
-        self.daemon.close()
+            attempt(problems, f"close {qtest.path}", qtest.close)
+        attempt(problems, "stop the session libvirtd", lambda: problems.extend(self.daemon.close()))
         report["session_daemon_log"] = self.daemon.log_tail()
         for uuid in self.mdevs:
-            remove_mdev(uuid)
+            attempt(problems, f"remove mdev {uuid}", functools.partial(remove_mdev, uuid))
+        report["cleanup"] = problems
 
 
 def run_virsh_migration(workdir: Path, seed: int) -> dict[str, Any]:

@@ -42,11 +42,11 @@ class LibvirtQemu:
         return open_files(self.pid())
 
     def query_pci(self) -> list[dict[str, Any]]:
-        buses: list[dict[str, Any]] = qmp(self.domain, "query-pci", uri=self.uri)
+        buses: list[dict[str, Any]] = qmp(self.domain, "query-pci", connection=self.uri)
         return buses
 
     def run_state(self) -> str:
-        return str(qmp(self.domain, "query-status", uri=self.uri)["status"])
+        return str(qmp(self.domain, "query-status", connection=self.uri)["status"])
 
     def log(self) -> str:
         """libvirt's log of the domain: QEMU's command line, then its stderr."""

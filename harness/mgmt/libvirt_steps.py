@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from harness.core.checks import attempt
 from harness.mgmt.domain_xml import hostdevs
 from harness.mgmt.libvirt_qemu import LibvirtQemu
 from harness.mgmt.qtest_domain import (
@@ -79,22 +80,18 @@ def run_libvirt_steps(workdir: Path) -> dict[str, Any]:
     finally:
         report["trace_tail"] = tail(qemu.trace())
         report["qemu_stderr"] = tail(qemu.log(), 20)
-        listener.close()
-        report["cleanup"] = _cleanup(defined)
+        problems: list[str] = []  # each step runs whatever the one before hit
+        attempt(problems, f"close {listener.path}", listener.close)
+        if defined:
+            attempt(problems, f"undefine {DOMAIN}", _destroy_and_undefine)
         if uuid:
-            remove_mdev(uuid)
+            attempt(problems, f"remove mdev {uuid}", lambda: remove_mdev(uuid))
+        report["cleanup"] = problems
         report["wall_s"] = round(time.monotonic() - started, 2)
     return report
 
 
-def _cleanup(defined: bool) -> list[str]:
-    """The domain destroyed and undefined; what failed other than "not running"."""
-    if not defined:
-        return []
-    with contextlib.suppress(VirshError):
+def _destroy_and_undefine() -> None:
+    with contextlib.suppress(VirshError):  # not running any more
         virsh("destroy", DOMAIN)
-    try:
-        virsh("undefine", DOMAIN)
-    except VirshError as err:
-        return [str(err)]
-    return []
+    virsh("undefine", DOMAIN)

@@ -6,9 +6,10 @@ only the test touches the device.
 
     directory = side_dir(workdir, "source")          # libvirt's QEMU user writes there
     listener = QtestSocket(directory / QTEST_SOCKET)
-    virsh("define", xml_file_of(qtest_domain(NAME, uuid, firmware, listener.path, trace)))
+    xml.write_text(qtest_domain(NAME, uuid, firmware, listener.path, directory / TRACE_LOG))
+    virsh("define", str(xml))
     virsh("start", NAME)
-    scenario = qtest_scenario(listener.accept(alive(qemu)), qemu, uuid, group)
+    scenario = qtest_scenario(listener.accept(alive(qemu)), qemu, uuid, group, alias)
 
 Type 'qemu' (TCG): under KVM an MSI goes to KVM's irqchip and never reaches the RAM where
 qtest looks for it. The mdev sits on pcie.0: no firmware assigns bus numbers behind root

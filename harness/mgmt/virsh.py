@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""virsh against the system libvirt, every call bounded, and what its errors mean.
+"""virsh, every call bounded, and what its errors mean; the system libvirt unless a call names
+another connection (`uri=` for virsh, `connection=` for qmp).
 
     virsh("start", "hx-a")                          # stdout; VirshError on failure
     qmp("hx-a", "query-pci")                        # through libvirt's own QMP connection
+    qmp("hx-a", "query-migrate", connection=other_daemon_uri)
     classify(err.message) is ErrorKind.IN_USE
 
 libvirt is the only client of its QEMUs' monitors: `qemu-monitor-command` passes a QMP
@@ -16,6 +18,7 @@ import enum
 import json
 import re
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 URI = "qemu:///system"
@@ -80,13 +83,21 @@ def virsh(*args: str, timeout: float = TIMEOUT_S, uri: str = URI) -> str:
 
 
 def qmp(
-    domain: str, command: str, timeout: float = TIMEOUT_S, uri: str = URI, **arguments: Any
+    domain: str,
+    command: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = TIMEOUT_S,
+    connection: str = URI,
 ) -> Any:
-    """A QMP command's "return" value, through libvirt's monitor connection."""
+    """A QMP command's "return" value, through libvirt's monitor connection. `arguments` is
+    a mapping, not keywords: QMP's own (`uri`, `timeout`) must not meet ours."""
     request: dict[str, Any] = {"execute": command}
     if arguments:
-        request["arguments"] = arguments
-    out = virsh("qemu-monitor-command", domain, json.dumps(request), timeout=timeout, uri=uri)
+        request["arguments"] = dict(arguments)
+    out = virsh(
+        "qemu-monitor-command", domain, json.dumps(request), timeout=timeout, uri=connection
+    )
     reply = json.loads(out)
     if "error" in reply:
         raise RuntimeError(f"QMP {command} on {domain}: {reply['error']}")

@@ -74,5 +74,5 @@ def test_wait_until_names_what_never_came() -> None:
     calls = iter(range(10))
     wait_until(lambda: next(calls) == 2, "the third call", 5.0, 0.0)
     assert next(calls) == 3
-    with pytest.raises(CheckError, match=r"no the device in RUNNING within 0 s"):
+    with pytest.raises(CheckError, match=r"timed out after 0 s waiting for the device in RUNNING"):
         wait_until(lambda: False, "the device in RUNNING", 0.0)

@@ -142,16 +142,16 @@ def test_poll_without_waiting_takes_what_already_arrived() -> None:
 
 
 def test_intx_is_a_pci_interrupt_not_the_timer(scripted: Callable[[Peer], QtestClient]) -> None:
-    # A running machine (libvirt's) raises ISA input 2 for its PIT all the time; q35 routes
-    # PCI INTx to IOAPIC inputs 16-23.
+    # A running machine (libvirt's) raises input 0 for its PIT all the time; q35 routes PCI
+    # INTx to IOAPIC inputs 16-23.
     client = scripted(lambda line: ["OK"])
     machine = QtestMachine(client, 64 << 20)
     device = Probed(Bdf(0, 5, 0), 0x1DE5, 0x0001, {})
     mark = machine.intx_mark(device)
-    client.irq_events += [IrqEvent(2, True, 0.0), IrqEvent(2, False, 0.0)]
+    client.irq_events += [IrqEvent(0, True, 0.0), IrqEvent(0, False, 0.0)]
     assert machine.intx_delivered(device, mark, 0.0) == []
     assert machine.intx_settled(device, mark, 0.0) == "no INTx was raised to settle"
-    client.irq_events += [IrqEvent(18, True, 0.0), IrqEvent(2, True, 0.0), IrqEvent(18, False, 0.0)]
+    client.irq_events += [IrqEvent(18, True, 0.0), IrqEvent(0, True, 0.0), IrqEvent(18, False, 0.0)]
     assert machine.intx_delivered(device, mark, 0.0) == ["IOAPIC input (GSI) 18 raised"]
     assert machine.intx_settled(device, mark, 0.0) is None
 

@@ -42,8 +42,8 @@ def judge(report: dict[str, Any], problems: list[str], expected: int = CHECKS) -
     if "setup" in report:
         problems.insert(0, f"the libvirt checks broke outside a check:\n{report['setup']}")
     problems += [f"cleanup: {why}" for why in report.get("cleanup", [])]
-    if failed or "setup" in report:
-        problems.append("QEMU trace (last lines):\n  " + "\n  ".join(report.get("trace_tail", [])))
+    if (failed or "setup" in report) and report.get("trace_tail"):
+        problems.append("QEMU trace (last lines):\n  " + "\n  ".join(report["trace_tail"]))
     if len(results) < expected and not problems:
         problems.append(f"only {len(results)} of {expected} checks ran: {sorted(results)}")
     print(f"{len(results) - len(failed)} of {len(results)} checks passed")
