@@ -26,6 +26,8 @@ from harness.images.build import BuiltImage, build_image, recipe_dir
 from harness.kmod.module_cache import VendorModuleError, build_vendor_module
 from harness.plugin.policy import vm_unavailable
 from harness.refdev import contract
+from harness.ssh.command import CommandResult
+from harness.ssh.errors import CommandTimeoutError, SshError
 from harness.vm.guest_python import run_guest_python
 from harness.vm.machine import Vm
 from harness.vm.saved_state import start_vm
@@ -121,6 +123,37 @@ def run_in_l1(
             driver = GuestDriver(build_vendor_module(image, faults=bool(fault)), MODULE_NAME)
         except VendorModuleError as err:
             pytest.fail(str(err), pytrace=False)
+    for attempt_no in (1, 2):
+        outcome = _run_once(image, driver, script, args, timeout, uploads, memory_mib, fault)
+        if not isinstance(outcome, L1Lost):
+            return outcome
+        if attempt_no == 1 and outcome.retry:
+            # The connection went with a clean console and a live QEMU: the transport, not
+            # the kernel or our driver. Said, then tried once more in a fresh L1.
+            print(f"\n{outcome.message}\nretrying once in a fresh L1")
+            continue
+        pytest.fail(outcome.message, pytrace=False)
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class L1Lost:
+    """SSH to L1 went away during the checks."""
+
+    message: str
+    retry: bool  # QEMU still runs and L1's console shows no kernel trouble
+
+
+def _run_once(
+    image: BuiltImage,
+    driver: GuestDriver,
+    script: Path,
+    args: Sequence[str],
+    timeout: float,
+    uploads: Sequence[tuple[Path, str]],
+    memory_mib: int,
+    fault: int,
+) -> tuple[dict[str, Any], list[str], Vm] | L1Lost:
     problems: list[str] = []
     with start_vm(image, memory_mib=memory_mib) as vm:
         marker = f"vfio-harness {script.stem} {uuid.uuid4()}"
@@ -129,13 +162,24 @@ def run_in_l1(
         for local, remote in uploads:
             vm.ssh.put(local, remote)
         vm.run(f"insmod {driver.guest_ko}" + (f" fault={fault}" if fault else ""))
+        lost: SshError | None = None
+        run: CommandResult | None = None
         try:
             run = run_guest_python(
                 vm, script.read_text(encoding="utf-8"), args=args, timeout=timeout, check=False
             )
+        except CommandTimeoutError:
+            raise  # the checks hung: not a lost connection
+        except SshError as err:
+            lost = err
         finally:
-            rmmod = vm.ssh.run(f"rmmod {driver.name}", 60, check=False)
-            log = vm.run("dmesg")
+            try:
+                rmmod = vm.ssh.run(f"rmmod {driver.name}", 60, check=False)
+                log = vm.run("dmesg")
+            except SshError as err:  # reported below, with what the checks printed
+                lost = lost or err
+        if lost is not None or run is None:
+            return _lost(vm, marker, script, lost, run)
     report = last_json(run.stdout, run.stderr)
     if run.exit_status != 0:
         problems.append(f"L1 checks exited {run.exit_status}:\n{run.stderr[-3000:]}")
@@ -143,3 +187,20 @@ def run_in_l1(
         problems.append(f"rmmod failed ({rmmod.exit_status}): {rmmod.stderr.strip()}")
     problems += [f"L1 kernel log: {line}" for line in kernel_trouble(log, marker)]
     return report, problems, vm
+
+
+def _lost(
+    vm: Vm, marker: str, script: Path, err: SshError | None, run: CommandResult | None
+) -> L1Lost:
+    vm.console.poll()
+    console = "\n".join(vm.console.tail(400))
+    trouble = kernel_trouble(console, marker)
+    qemu = "still runs" if vm.alive() else f"exited {vm.process.poll()}"
+    printed = "nothing: they did not finish" if run is None else (
+        f"exit {run.exit_status}:\n{run.stdout[-1500:]}\n{run.stderr[-1500:]}"
+    )  # fmt: skip
+    message = (
+        f"SSH to L1 went away during {script.name} ({err}); L1's QEMU {qemu}. The checks "
+        f"printed {printed}\nL1 console (last lines):\n  " + "\n  ".join(vm.console.tail(30))
+    )
+    return L1Lost(message, retry=vm.alive() and not trouble)
